@@ -1,1 +1,5 @@
-//! cairn-sip
+//! cairn-sip: the SIP message layer. Parse, edit and build SIP messages; no I/O.
+
+pub mod transport;
+
+pub use transport::Transport;

@@ -1,0 +1,3 @@
+//! cairn: the binary's library part: configuration, the tokio driver, admin.
+
+pub mod config;
