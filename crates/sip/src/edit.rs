@@ -1,0 +1,348 @@
+//! Editing a message for forwarding. Edits are recorded as splices of the
+//! original bytes; [`Editor::finish`] writes the result with one
+//! allocation, copying every byte the proxy did not touch unchanged.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::header::HeaderName;
+use crate::message::{Message, Span};
+use crate::scan::{item_end, skip_lws};
+
+#[derive(Debug, Clone, Copy)]
+struct Op {
+    /// Range of the original message replaced by `text`; an insertion
+    /// when `start == end`.
+    start: u32,
+    end: u32,
+    text: (u32, u32),
+    seq: u16,
+}
+
+/// Records edits on a parsed message and writes the edited copy.
+pub struct Editor<'m> {
+    msg: &'m Message,
+    ops: SmallVec<[Op; 12]>,
+    scratch: SmallVec<[u8; 512]>,
+    body: Option<&'m [u8]>,
+}
+
+impl<'m> Editor<'m> {
+    pub fn new(msg: &'m Message) -> Self {
+        Editor {
+            msg,
+            ops: SmallVec::new(),
+            scratch: SmallVec::new(),
+            body: None,
+        }
+    }
+
+    fn splice(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
+        let t0 = self.scratch.len();
+        for p in parts {
+            self.scratch.extend_from_slice(p);
+        }
+        let seq = self.ops.len() as u16;
+        self.ops.push(Op {
+            start: start as u32,
+            end: end as u32,
+            text: (t0 as u32, self.scratch.len() as u32),
+            seq,
+        });
+    }
+
+    fn insert_line(&mut self, at: usize, name: &[u8], value: &[u8]) {
+        self.splice(at, at, &[name, b": ", value, b"\r\n"]);
+    }
+
+    /// Replace the Request-URI.
+    pub fn set_request_uri(&mut self, uri: &[u8]) -> &mut Self {
+        if let Some(s) = self.msg.request_uri_span() {
+            self.splice(s.start as usize, s.end as usize, &[uri]);
+        }
+        self
+    }
+
+    /// Insert a Via value on top of the others.
+    pub fn push_via(&mut self, value: &[u8]) -> &mut Self {
+        let at = self
+            .msg
+            .headers_named(HeaderName::Via)
+            .next()
+            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize);
+        self.insert_line(at, b"Via", value);
+        self
+    }
+
+    /// Add `received` and fill in `rport` on the top Via (RFC 3261 18.2.1,
+    /// RFC 3581 4). `rport` is only filled in when the Via asks for it.
+    pub fn set_via_received(&mut self, received: Option<&[u8]>, rport: Option<u16>) -> &mut Self {
+        let top = self.msg.top_via_span();
+        if let Some(port) = rport {
+            let v = self.msg.top_via();
+            if let Some(None) = v.rport() {
+                // Find the `rport` name inside the params and insert `=port` after it.
+                let params = v.params.as_bytes();
+                let base = params.as_ptr() as usize - self.msg.as_bytes().as_ptr() as usize;
+                if let Some(off) = find_param_name_end(params, b"rport") {
+                    let num = itoa_buf(u32::from(port));
+                    self.splice(base + off, base + off, &[b"=", &num]);
+                }
+            }
+        }
+        if let Some(r) = received {
+            let end = top.end as usize;
+            self.splice(end, end, &[b";received=", r]);
+        }
+        self
+    }
+
+    /// Remove the top Via value (for a response on its way back).
+    pub fn pop_via(&mut self) -> &mut Self {
+        self.pop_first_value(HeaderName::Via);
+        self
+    }
+
+    /// Remove the first Route value (the proxy's own, 16.4).
+    pub fn pop_route(&mut self) -> &mut Self {
+        self.pop_first_value(HeaderName::Route);
+        self
+    }
+
+    fn pop_first_value(&mut self, name: HeaderName) {
+        let Some(h) = self.msg.headers_named(name).next().copied() else {
+            return;
+        };
+        let v = self.msg.slice(h.value);
+        match item_end(v, 0) {
+            Ok(e) if e < v.len() => {
+                let next = skip_lws(v, e + 1);
+                let s = h.value.start as usize;
+                self.splice(s, s + next, &[]);
+            }
+            _ => {
+                let l = h.line();
+                self.splice(l.start as usize, l.end as usize, &[]);
+            }
+        }
+    }
+
+    /// Set Max-Forwards (replacing the value, or adding the header).
+    pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
+        let num = itoa_buf(n);
+        match self
+            .msg
+            .headers_named(HeaderName::MaxForwards)
+            .next()
+            .copied()
+        {
+            Some(h) => self.splice(h.value.start as usize, h.value.end as usize, &[&num]),
+            None => {
+                let at = self.msg.headers_end();
+                self.insert_line(at, b"Max-Forwards", &num);
+            }
+        }
+        self
+    }
+
+    /// Decrement Max-Forwards, or add it with 70 (RFC 3261 16.6 step 3).
+    pub fn decrement_max_forwards(&mut self) -> &mut Self {
+        match self.msg.max_forwards() {
+            Some(n) => self.set_max_forwards(n.saturating_sub(1)),
+            None => self.set_max_forwards(70),
+        }
+    }
+
+    /// Insert a Record-Route value on top of the others.
+    pub fn push_record_route(&mut self, value: &[u8]) -> &mut Self {
+        let at = self
+            .msg
+            .headers_named(HeaderName::RecordRoute)
+            .next()
+            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize);
+        self.insert_line(at, b"Record-Route", value);
+        self
+    }
+
+    /// Insert a Route value on top of the others (strict-router fix, 16.6 step 6).
+    pub fn push_route(&mut self, value: &[u8]) -> &mut Self {
+        let at = self
+            .msg
+            .headers_named(HeaderName::Route)
+            .next()
+            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize);
+        self.insert_line(at, b"Route", value);
+        self
+    }
+
+    /// Remove the last Route value (strict-router fix, 16.4).
+    pub fn remove_last_route(&mut self) -> &mut Self {
+        let Some(h) = self.msg.headers_named(HeaderName::Route).last().copied() else {
+            return self;
+        };
+        let v = self.msg.slice(h.value);
+        // Find the start of the last comma-separated item.
+        let mut last_sep = None;
+        let mut i = 0;
+        while let Ok(e) = item_end(v, i) {
+            if e >= v.len() {
+                break;
+            }
+            last_sep = Some(e);
+            i = e + 1;
+        }
+        match last_sep {
+            Some(sep) => {
+                let s = h.value.start as usize;
+                self.splice(s + sep, h.value.end as usize, &[]);
+            }
+            None => {
+                let l = h.line();
+                self.splice(l.start as usize, l.end as usize, &[]);
+            }
+        }
+        self
+    }
+
+    /// Remove every header of a kind.
+    pub fn remove_headers(&mut self, name: HeaderName) -> &mut Self {
+        let lines: SmallVec<[Span; 4]> = self.msg.headers_named(name).map(|h| h.line()).collect();
+        for l in lines {
+            self.splice(l.start as usize, l.end as usize, &[]);
+        }
+        self
+    }
+
+    /// Replace every header of a kind by one line with `value` (in the
+    /// place of the first one), or append it.
+    pub fn set_header(&mut self, name: HeaderName, value: &[u8]) -> &mut Self {
+        let mut lines = self.msg.headers_named(name).map(|h| h.line());
+        match lines.next() {
+            Some(first) => {
+                let rest: SmallVec<[Span; 4]> = lines.collect();
+                self.splice(
+                    first.start as usize,
+                    first.end as usize,
+                    &[name.as_str().as_bytes(), b": ", value, b"\r\n"],
+                );
+                for l in rest {
+                    self.splice(l.start as usize, l.end as usize, &[]);
+                }
+            }
+            None => self.append_header(name.as_str().as_bytes(), value),
+        }
+        self
+    }
+
+    /// Add a header line after the others.
+    pub fn append_header(&mut self, name: &[u8], value: &[u8]) {
+        let at = self.msg.headers_end();
+        self.insert_line(at, name, value);
+    }
+
+    /// Add a Content-Length when the message has none (mandatory on
+    /// streams, RFC 3261 18.3).
+    pub fn ensure_content_length(&mut self) -> &mut Self {
+        if self.msg.content_length().is_none() && self.body.is_none() {
+            let n = itoa_buf(self.msg.body().len() as u32);
+            self.append_header(b"Content-Length", &n);
+        }
+        self
+    }
+
+    /// Replace the body; Content-Length is set to match.
+    pub fn set_body(&mut self, body: &'m [u8]) -> &mut Self {
+        self.body = Some(body);
+        let n = itoa_buf(body.len() as u32);
+        self.set_header(HeaderName::ContentLength, &n);
+        self
+    }
+
+    /// The size of the edited message.
+    pub fn len(&self) -> usize {
+        let mut n = self.msg.as_bytes().len();
+        for op in &self.ops {
+            n = n + (op.text.1 - op.text.0) as usize - (op.end - op.start) as usize;
+        }
+        if let Some(b) = self.body {
+            n = n - self.msg.body().len() + b.len();
+        }
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Write the edited message.
+    pub fn write_into<B: BufMut>(&mut self, out: &mut B) {
+        self.ops.sort_unstable_by_key(|o| (o.start, o.end, o.seq));
+        let src = self.msg.as_bytes();
+        let end_of_headers = match self.body {
+            Some(_) => self.msg.body_start(),
+            None => src.len(),
+        };
+        let mut cursor = 0usize;
+        for op in &self.ops {
+            let (s, e) = (op.start as usize, op.end as usize);
+            if s < cursor || e > end_of_headers {
+                // Overlapping edits: the first one wins.
+                continue;
+            }
+            out.put_slice(&src[cursor..s]);
+            out.put_slice(&self.scratch[op.text.0 as usize..op.text.1 as usize]);
+            cursor = e;
+        }
+        out.put_slice(&src[cursor..end_of_headers]);
+        if let Some(b) = self.body {
+            out.put_slice(b);
+        }
+    }
+
+    /// Write the edited message into a new buffer (one allocation).
+    pub fn finish(mut self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        self.write_into(&mut out);
+        out.freeze()
+    }
+}
+
+/// Offset just past the name of parameter `name` in a `;a;b=c` list.
+fn find_param_name_end(params: &[u8], name: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < params.len() {
+        if params[i] == b';' {
+            let s = skip_lws(params, i + 1);
+            let mut e = s;
+            while e < params.len()
+                && !matches!(params[e], b';' | b'=' | b' ' | b'\t' | b'\r' | b'\n')
+            {
+                e += 1;
+            }
+            if params[s..e].eq_ignore_ascii_case(name) {
+                return Some(e);
+            }
+            i = e;
+        } else if params[i] == b'"' {
+            i = crate::scan::skip_quoted(params, i).unwrap_or(params.len());
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Format a number without allocating.
+pub(crate) fn itoa_buf(mut n: u32) -> SmallVec<[u8; 11]> {
+    let mut tmp = [0u8; 10];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    SmallVec::from_slice(&tmp[i..])
+}

@@ -1,0 +1,729 @@
+//! The parsed message: the original bytes plus an index of its lines.
+//!
+//! Parsing finds the start line and every header line (name, value span,
+//! folding), and parses at once only what every hop needs: the top Via,
+//! From and To tags, Call-ID, CSeq, Max-Forwards and Content-Length.
+//! Everything else is parsed when asked for, from the kept bytes.
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::addr::NameAddr;
+use crate::error::ParseError;
+use crate::header::HeaderName;
+use crate::method::Method;
+use crate::scan::{self, is_token, item_end, parse_u64, trim, CommaSplit};
+use crate::uri::{Scheme, Uri};
+use crate::via::Via;
+
+/// A byte range into the message buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    #[inline]
+    pub(crate) fn new(start: usize, end: usize) -> Span {
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
+    }
+    #[inline]
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+    #[inline]
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// One header line of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub name: HeaderName,
+    /// The name as written (`v`, `VIA`, `X-Foo`).
+    pub name_span: Span,
+    /// The value, without leading white space or the final line end; a
+    /// folded value spans its continuation lines.
+    pub value: Span,
+    /// Offset just past the line end (including continuation lines).
+    pub line_end: u32,
+}
+
+impl Header {
+    /// The whole line, from the name to past its line end.
+    pub fn line(&self) -> Span {
+        Span {
+            start: self.name_span.start,
+            end: self.line_end,
+        }
+    }
+}
+
+/// Parse limits. The defaults suit a proxy on UDP and TCP.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest message accepted, in bytes.
+    pub max_size: usize,
+    /// Most header lines accepted.
+    pub max_headers: usize,
+    /// Longest header line (a folded header counts as one line).
+    pub max_line: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: 65535,
+            max_headers: 256,
+            max_line: 16384,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    Request {
+        method: Method,
+        method_span: Span,
+        uri: Span,
+    },
+    Response {
+        code: u16,
+        reason: Span,
+    },
+}
+
+/// The CSeq header: number and method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CSeq {
+    pub number: u32,
+    pub method: Method,
+    /// The method as written, for extension methods.
+    pub method_span: Span,
+}
+
+/// A parsed SIP request or response.
+#[derive(Clone)]
+pub struct Message {
+    buf: Bytes,
+    start: Start,
+    /// Offset just past the start line.
+    start_line_end: u32,
+    headers: SmallVec<[Header; 24]>,
+    /// Offset of the first body byte (past the empty line).
+    body_start: u32,
+    /// Offset of the empty line that ends the headers.
+    headers_end: u32,
+    call_id: Span,
+    cseq: CSeq,
+    top_via: Span,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    max_forwards: Option<u32>,
+    content_length: Option<u32>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("start_line", &String::from_utf8_lossy(self.start_line()))
+            .field("headers", &self.headers.len())
+            .field("body_len", &self.body().len())
+            .finish()
+    }
+}
+
+/// Index of the first header of each kind parsed eagerly.
+#[derive(Default)]
+struct Seen {
+    via: Option<usize>,
+    from: Option<usize>,
+    to: Option<usize>,
+    call_id: Option<usize>,
+    cseq: Option<usize>,
+    max_forwards: Option<usize>,
+    content_length: Option<usize>,
+}
+
+impl Message {
+    /// Parse one message with the default limits.
+    pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
+        Self::parse_with(buf, &Limits::default())
+    }
+
+    /// Parse one message. `buf` is a whole UDP datagram or one frame cut
+    /// from a stream. Octets after the body that Content-Length announces
+    /// are ignored (RFC 3261 18.3, RFC 4475 3.1.1.8).
+    pub fn parse_with(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+        if buf.len() > limits.max_size {
+            return Err(ParseError::with_status(513, "Message Too Large"));
+        }
+        let b: &[u8] = &buf;
+        // RFC 3261 7.5: ignore CRLFs before the start line.
+        let mut pos = 0;
+        while pos < b.len() && (b[pos] == b'\r' || b[pos] == b'\n') {
+            pos += 1;
+        }
+        let (line_end, next) = match line_at(b, pos) {
+            Some(l) if l.0 > pos => l,
+            _ => return Err(ParseError::bad("Empty message")),
+        };
+        let start = parse_start_line(b, pos, line_end)?;
+        let start_line_end = next;
+
+        // Header lines.
+        let mut headers: SmallVec<[Header; 24]> = SmallVec::new();
+        let mut i = next;
+        let headers_end;
+        let body_start;
+        loop {
+            let (end, next) = line_at(b, i).unwrap_or((i, i));
+            if end == i {
+                headers_end = i;
+                body_start = next;
+                break;
+            }
+            let first = b[i];
+            if first == b' ' || first == b'\t' {
+                // Continuation of the previous header (folding, 7.3.1).
+                let h = headers
+                    .last_mut()
+                    .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
+                let mut value_end = end;
+                while value_end > i && scan::is_lws(b[value_end - 1]) {
+                    value_end -= 1;
+                }
+                if value_end > i {
+                    if h.value.is_empty() {
+                        // `Name:` CRLF SP value: the value starts on the continuation.
+                        h.value.start = scan::skip_lws(b, i) as u32;
+                    }
+                    h.value.end = value_end as u32;
+                }
+                h.line_end = next as u32;
+                if (h.line_end - h.name_span.start) as usize > limits.max_line {
+                    return Err(ParseError::bad("Header line too long"));
+                }
+                i = next;
+                continue;
+            }
+            if headers.len() >= limits.max_headers {
+                return Err(ParseError::bad("Too many headers"));
+            }
+            if end - i > limits.max_line {
+                return Err(ParseError::bad("Header line too long"));
+            }
+            let colon = memchr::memchr(b':', &b[i..end])
+                .map(|k| i + k)
+                .ok_or_else(|| ParseError::bad("Header line without a colon"))?;
+            let name_end = trim_end(b, i, colon);
+            let name = &b[i..name_end];
+            if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
+                return Err(ParseError::bad("Malformed header name"));
+            }
+            let mut v = colon + 1;
+            while v < end && (b[v] == b' ' || b[v] == b'\t') {
+                v += 1;
+            }
+            let value_end = trim_end(b, v, end).max(v);
+            headers.push(Header {
+                name: HeaderName::from_bytes(name),
+                name_span: Span::new(i, name_end),
+                value: Span::new(v, value_end),
+                line_end: next as u32,
+            });
+            i = next;
+        }
+
+        let mut msg = Message {
+            buf: Bytes::new(),
+            start,
+            start_line_end: start_line_end as u32,
+            headers,
+            body_start: body_start as u32,
+            headers_end: headers_end as u32,
+            call_id: Span::default(),
+            cseq: CSeq {
+                number: 0,
+                method: Method::Other,
+                method_span: Span::default(),
+            },
+            top_via: Span::default(),
+            from_tag: None,
+            to_tag: None,
+            max_forwards: None,
+            content_length: None,
+        };
+        let body_end = msg.index_key_headers(b)?;
+        msg.buf = if body_end < buf.len() {
+            buf.slice(..body_end)
+        } else {
+            buf
+        };
+        Ok(msg)
+    }
+
+    /// Find and check the headers every hop needs. Returns where the
+    /// message ends.
+    fn index_key_headers(&mut self, b: &[u8]) -> Result<usize, ParseError> {
+        let mut seen = Seen::default();
+        for (k, h) in self.headers.iter().enumerate() {
+            let slot = match h.name {
+                HeaderName::Via => &mut seen.via,
+                HeaderName::From => &mut seen.from,
+                HeaderName::To => &mut seen.to,
+                HeaderName::CallId => &mut seen.call_id,
+                HeaderName::CSeq => &mut seen.cseq,
+                HeaderName::MaxForwards => &mut seen.max_forwards,
+                HeaderName::ContentLength => &mut seen.content_length,
+                HeaderName::Contact => {
+                    check_contact(&b[h.value.range()])?;
+                    continue;
+                }
+                n if n.is_single() => {
+                    if self.headers[..k].iter().any(|o| o.name == n) {
+                        return Err(ParseError::bad(format!("Multiple {} headers", n.as_str())));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_some() && h.name != HeaderName::Via {
+                return Err(ParseError::bad(format!(
+                    "Multiple {} headers",
+                    h.name.as_str()
+                )));
+            }
+            slot.get_or_insert(k);
+        }
+        let missing = |n: HeaderName| ParseError::bad(format!("Missing {} header", n.as_str()));
+        let via = seen.via.ok_or_else(|| missing(HeaderName::Via))?;
+        let from = seen.from.ok_or_else(|| missing(HeaderName::From))?;
+        let to = seen.to.ok_or_else(|| missing(HeaderName::To))?;
+        let call_id = seen.call_id.ok_or_else(|| missing(HeaderName::CallId))?;
+        let cseq = seen.cseq.ok_or_else(|| missing(HeaderName::CSeq))?;
+
+        // Top Via.
+        let vh = self.headers[via];
+        let vv = &b[vh.value.range()];
+        let first_end = item_end(vv, 0).map_err(|_| ParseError::bad("Malformed Via header"))?;
+        let first = trim(&vv[..first_end]);
+        Via::parse(first).map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
+        let off = vh.value.start as usize + (first.as_ptr() as usize - vv.as_ptr() as usize);
+        self.top_via = Span::new(off, off + first.len());
+
+        // From and To.
+        self.from_tag = self.addr_tag(b, from, "From")?;
+        self.to_tag = self.addr_tag(b, to, "To")?;
+
+        // Call-ID.
+        let cid = self.headers[call_id].value;
+        if cid.is_empty() || b[cid.range()].iter().any(|&c| scan::is_lws(c)) {
+            return Err(ParseError::bad("Malformed Call-ID header"));
+        }
+        self.call_id = cid;
+
+        // CSeq: number LWS method.
+        let cs = self.headers[cseq].value;
+        let v = &b[cs.range()];
+        let digits = v
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(v.len());
+        let number = parse_u64(&v[..digits], u64::from(u32::MAX))
+            .ok_or_else(|| ParseError::bad("Bad CSeq number"))?;
+        let m_start = scan::skip_lws(v, digits);
+        if m_start == digits || m_start >= v.len() {
+            return Err(ParseError::bad("Malformed CSeq header"));
+        }
+        let method = &v[m_start..];
+        if !scan::is_token_str(method) {
+            return Err(ParseError::bad("Malformed CSeq method"));
+        }
+        self.cseq = CSeq {
+            number: number as u32,
+            method: Method::from_bytes(method),
+            method_span: Span::new(cs.start as usize + m_start, cs.end as usize),
+        };
+        if let Start::Request { method_span, .. } = self.start {
+            if b[method_span.range()] != *method {
+                return Err(ParseError::bad(
+                    "CSeq method does not match the request method",
+                ));
+            }
+        }
+
+        if let Some(k) = seen.max_forwards {
+            let v = &b[self.headers[k].value.range()];
+            self.max_forwards =
+                Some(parse_u64(v, 255).ok_or_else(|| ParseError::bad("Bad Max-Forwards"))? as u32);
+        }
+
+        // Body.
+        let available = b.len() - self.body_start as usize;
+        match seen.content_length {
+            Some(k) => {
+                let v = &b[self.headers[k].value.range()];
+                let cl = parse_u64(v, u64::from(u32::MAX))
+                    .ok_or_else(|| ParseError::bad("Bad Content-Length"))?;
+                if cl as usize > available {
+                    return Err(ParseError::bad("Content-Length larger than the message"));
+                }
+                self.content_length = Some(cl as u32);
+                Ok(self.body_start as usize + cl as usize)
+            }
+            None => Ok(b.len()),
+        }
+    }
+
+    fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
+        let h = self.headers[k].value;
+        let v = &b[h.range()];
+        let end =
+            item_end(v, 0).map_err(|_| ParseError::bad(format!("Malformed {what} header")))?;
+        if end != v.len() {
+            return Err(ParseError::bad(format!(
+                "Multiple values in the {what} header"
+            )));
+        }
+        let a = NameAddr::parse(v)
+            .map_err(|e| ParseError::bad(format!("Malformed {what} header: {e}")))?;
+        Ok(a.tag().map(|t| {
+            let off = h.start as usize + (t.as_ptr() as usize - v.as_ptr() as usize);
+            Span::new(off, off + t.len())
+        }))
+    }
+
+    // ----- accessors -----
+
+    /// The message bytes, exactly as received (trailing octets cut).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The shared buffer holding the message.
+    #[inline]
+    pub fn buffer(&self) -> &Bytes {
+        &self.buf
+    }
+
+    #[inline]
+    pub fn slice(&self, s: Span) -> &[u8] {
+        &self.buf[s.range()]
+    }
+
+    /// A cheap, shared copy of a span.
+    pub fn share(&self, s: Span) -> Bytes {
+        self.buf.slice(s.range())
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, Start::Request { .. })
+    }
+
+    pub fn is_response(&self) -> bool {
+        !self.is_request()
+    }
+
+    /// The request method; for a response, the CSeq method.
+    pub fn method(&self) -> Method {
+        match self.start {
+            Start::Request { method, .. } => method,
+            Start::Response { .. } => self.cseq.method,
+        }
+    }
+
+    /// The method as written (for a response: the CSeq method).
+    pub fn method_bytes(&self) -> &[u8] {
+        match self.start {
+            Start::Request { method_span, .. } => self.slice(method_span),
+            Start::Response { .. } => self.slice(self.cseq.method_span),
+        }
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            Start::Response { code, .. } => Some(code),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason_phrase(&self) -> &[u8] {
+        match self.start {
+            Start::Response { reason, .. } => self.slice(reason),
+            Start::Request { .. } => &[],
+        }
+    }
+
+    /// The Request-URI text of a request (empty for a response).
+    pub fn request_uri_bytes(&self) -> &[u8] {
+        match self.start {
+            Start::Request { uri, .. } => self.slice(uri),
+            Start::Response { .. } => &[],
+        }
+    }
+
+    /// The Request-URI span.
+    pub fn request_uri_span(&self) -> Option<Span> {
+        match self.start {
+            Start::Request { uri, .. } => Some(uri),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The parsed Request-URI. `sip:`/`sips:` URIs were checked while
+    /// parsing, so this fails only for other schemes' syntax.
+    pub fn request_uri(&self) -> Option<Uri<'_>> {
+        Uri::parse(self.request_uri_bytes()).ok()
+    }
+
+    /// The start line without its line end.
+    pub fn start_line(&self) -> &[u8] {
+        let s = &self.buf[..self.start_line_end as usize];
+        s.strip_suffix(b"\n")
+            .map_or(s, |s| s.strip_suffix(b"\r").unwrap_or(s))
+    }
+
+    pub(crate) fn start_line_end(&self) -> usize {
+        self.start_line_end as usize
+    }
+
+    pub(crate) fn headers_end(&self) -> usize {
+        self.headers_end as usize
+    }
+
+    /// All header lines, in order.
+    #[inline]
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// Header lines of one kind.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
+        self.headers.iter().filter(move |h| h.name == name)
+    }
+
+    /// Header lines with a given name (case-insensitive), for headers
+    /// without an id; compact forms of known headers also match.
+    pub fn headers_by_name<'s>(&'s self, name: &'s [u8]) -> impl Iterator<Item = &'s Header> + 's {
+        let id = HeaderName::from_bytes(name);
+        self.headers.iter().filter(move |h| {
+            if id != HeaderName::Other {
+                h.name == id
+            } else {
+                h.name == HeaderName::Other && self.slice(h.name_span).eq_ignore_ascii_case(name)
+            }
+        })
+    }
+
+    /// The value of the first header of a kind.
+    pub fn header(&self, name: HeaderName) -> Option<&[u8]> {
+        self.headers_named(name).next().map(|h| self.slice(h.value))
+    }
+
+    /// Every comma-separated value of a header kind, across lines, in
+    /// order, as spans. Values that cannot be split (open quote) end the
+    /// iteration.
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = Span> + '_ {
+        self.headers_named(name).flat_map(move |h| {
+            let v = self.slice(h.value);
+            let base = h.value.start as usize;
+            CommaSplit::new(v)
+                .map_while(Result::ok)
+                .filter(|(a, b)| b > a)
+                .map(move |(a, b)| Span::new(base + a, base + b))
+        })
+    }
+
+    /// The top Via value.
+    pub fn top_via(&self) -> Via<'_> {
+        // Checked while parsing.
+        Via::parse(self.slice(self.top_via)).unwrap_or(Via {
+            transport_raw: &[],
+            host: &[],
+            port: None,
+            params: Default::default(),
+        })
+    }
+
+    pub fn top_via_span(&self) -> Span {
+        self.top_via
+    }
+
+    /// The branch of the top Via.
+    pub fn branch(&self) -> Option<&[u8]> {
+        self.top_via().branch()
+    }
+
+    /// All Via values in order (the top one first).
+    pub fn vias(&self) -> impl Iterator<Item = Via<'_>> + '_ {
+        self.values(HeaderName::Via)
+            .map_while(move |s| Via::parse(self.slice(s)).ok())
+    }
+
+    pub fn call_id(&self) -> &[u8] {
+        self.slice(self.call_id)
+    }
+
+    pub fn cseq(&self) -> CSeq {
+        self.cseq
+    }
+
+    pub fn from_tag(&self) -> Option<&[u8]> {
+        self.from_tag.map(|s| self.slice(s))
+    }
+
+    pub fn to_tag(&self) -> Option<&[u8]> {
+        self.to_tag.map(|s| self.slice(s))
+    }
+
+    /// The From header value.
+    pub fn from_value(&self) -> &[u8] {
+        self.header(HeaderName::From).unwrap_or_default()
+    }
+
+    /// The To header value.
+    pub fn to_value(&self) -> &[u8] {
+        self.header(HeaderName::To).unwrap_or_default()
+    }
+
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.max_forwards
+    }
+
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.body_start as usize..]
+    }
+
+    pub(crate) fn body_start(&self) -> usize {
+        self.body_start as usize
+    }
+
+    /// Route values, parsed, in order.
+    pub fn routes(&self) -> impl Iterator<Item = NameAddr<'_>> + '_ {
+        self.values(HeaderName::Route)
+            .map_while(move |s| NameAddr::parse(self.slice(s)).ok())
+    }
+
+    /// Record-Route values, parsed, in order.
+    pub fn record_routes(&self) -> impl Iterator<Item = NameAddr<'_>> + '_ {
+        self.values(HeaderName::RecordRoute)
+            .map_while(move |s| NameAddr::parse(self.slice(s)).ok())
+    }
+
+    /// The first Contact value, parsed.
+    pub fn contact(&self) -> Option<NameAddr<'_>> {
+        let s = self.values(HeaderName::Contact).next()?;
+        NameAddr::parse(self.slice(s)).ok()
+    }
+}
+
+/// The line starting at `i`: (end of content without CR, start of next line).
+/// `None` when there is no line end.
+#[inline]
+fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    let Some(lf) = memchr::memchr(b'\n', b.get(i..)?) else {
+        // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
+        return Some((b.len(), b.len()));
+    };
+    let lf = lf + i;
+    let end = if lf > i && b[lf - 1] == b'\r' {
+        lf - 1
+    } else {
+        lf
+    };
+    Some((end, lf + 1))
+}
+
+/// `end` moved back over trailing SP/HT.
+#[inline]
+fn trim_end(b: &[u8], start: usize, mut end: usize) -> usize {
+    while end > start && (b[end - 1] == b' ' || b[end - 1] == b'\t') {
+        end -= 1;
+    }
+    end
+}
+
+fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseError> {
+    let line = &b[start..end];
+    if line.starts_with(b"SIP/") || line.starts_with(b"sip/") {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let sp =
+            memchr::memchr(b' ', line).ok_or_else(|| ParseError::bad("Malformed status line"))?;
+        if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
+            return Err(ParseError::with_status(505, "Version Not Supported"));
+        }
+        let rest = &line[sp + 1..];
+        let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let code = match &rest[..code_end] {
+            c if c.len() == 3 => parse_u64(c, 699).filter(|&c| c >= 100),
+            _ => None,
+        }
+        .ok_or_else(|| ParseError::bad("Bad status code"))?;
+        let reason_start = start + sp + 1 + (code_end + 1).min(rest.len());
+        return Ok(Start::Response {
+            code: code as u16,
+            reason: Span::new(reason_start, end),
+        });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version
+    let sp1 =
+        memchr::memchr(b' ', line).ok_or_else(|| ParseError::bad("Malformed request line"))?;
+    let method = &line[..sp1];
+    if !scan::is_token_str(method) {
+        return Err(ParseError::bad("Malformed method"));
+    }
+    let rest = &line[sp1 + 1..];
+    let sp2 =
+        memchr::memchr(b' ', rest).ok_or_else(|| ParseError::bad("Malformed request line"))?;
+    let uri = &rest[..sp2];
+    let version = &rest[sp2 + 1..];
+    if uri.is_empty() || version.iter().any(|&c| scan::is_lws(c)) || uri.contains(&b'\t') {
+        return Err(ParseError::bad("Malformed request line"));
+    }
+    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+        if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
+            return Err(ParseError::with_status(505, "Version Not Supported"));
+        }
+        return Err(ParseError::bad("Malformed SIP version"));
+    }
+    let parsed =
+        Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
+    if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
+        return Err(ParseError::bad("Request-URI with escaped headers"));
+    }
+    let uri_start = start + sp1 + 1;
+    Ok(Start::Request {
+        method: Method::from_bytes(method),
+        method_span: Span::new(start, start + sp1),
+        uri: Span::new(uri_start, uri_start + sp2),
+    })
+}
+
+fn check_contact(v: &[u8]) -> Result<(), ParseError> {
+    if trim(v) == b"*" {
+        return Ok(());
+    }
+    for item in CommaSplit::new(v) {
+        let (a, b) = item.map_err(|_| ParseError::bad("Malformed Contact header"))?;
+        NameAddr::parse(&v[a..b])
+            .map_err(|e| ParseError::bad(format!("Malformed Contact header: {e}")))?;
+    }
+    Ok(())
+}
