@@ -1,1 +1,21 @@
-//! cairn-proxy
+//! cairn-proxy: the transaction-stateful proxy core (RFC 3261 section 16)
+//! as a sans-I/O state machine.
+//!
+//! [`Proxy`] takes events — a message from a peer, timers due, a failed
+//! send — each with the time from an injected clock, and queues
+//! [`Output`]s for the driver. It validates requests (16.3), processes
+//! routes (16.4), forks to the targets the routing policy chooses
+//! (serially with failover, or in parallel), aggregates responses (16.7),
+//! runs timer C, and routes every CANCEL from its INVITE's transaction.
+
+pub mod branch;
+pub mod config;
+mod core;
+pub mod reason;
+pub mod stats;
+
+pub use crate::config::{CoreConfig, LocalAddr};
+pub use crate::core::{Output, Peer, Proxy, Transmit, TxnId};
+pub use crate::reason::CancelReason;
+pub use crate::stats::Stats;
+pub use cairn_transaction::Millis;

@@ -1,0 +1,1459 @@
+//! The proxy core (RFC 3261 section 16) as a sans-I/O state machine.
+//!
+//! The driver feeds it events — a message received, timers due, a send
+//! that failed — each with the current time, and drains [`Output`]s:
+//! datagrams and stream messages to transmit. The core owns the
+//! transaction tables and one timer queue for every timer of every
+//! transaction.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use smallvec::SmallVec;
+use tracing::{debug, info, warn};
+
+use cairn_routing::{Decision, Failover, ForkMode, Policy, RouteInput, Target};
+use cairn_sip::{build, Editor, HeaderName, Limits, Message, Method, Scheme, Transport, Uri};
+use cairn_transaction::{
+    Action, ClientInvite, ClientKey, ClientNonInvite, Disposition, Failure, Millis, ServerInvite,
+    ServerKey, ServerNonInvite, Timer, TimerQueue,
+};
+
+use crate::branch;
+use crate::config::{CoreConfig, LocalAddr};
+use crate::reason::CancelReason;
+use crate::stats::Stats;
+
+/// Transaction ids: one counter for server and client transactions.
+pub type TxnId = u64;
+
+/// The far end of a message: where it came from or where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// The stream connection, for TCP (the transport's connection id).
+    pub conn: Option<u64>,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, transport: Transport) -> Peer {
+        Peer {
+            addr,
+            transport,
+            conn: None,
+        }
+    }
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub dest: SocketAddr,
+    pub transport: Transport,
+    /// Prefer this connection (responses go back on the request's, 18.2.2).
+    pub conn: Option<u64>,
+    pub data: Bytes,
+    /// Given back by [`Proxy::handle_send_failed`] when sending fails.
+    pub token: u64,
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Transmit(Transmit),
+}
+
+/// What routing decided for a new request.
+enum Outcome {
+    Respond(u16, String, Option<(&'static str, Bytes)>),
+    Forward(Box<Context>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tag {
+    Txn(Timer),
+    /// Timer C of an INVITE branch.
+    C,
+}
+
+enum ServerMachine {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+struct ServerTxn {
+    key: ServerKey,
+    machine: ServerMachine,
+    request: Message,
+    peer: Peer,
+    /// The listener the request arrived on.
+    local: Option<LocalAddr>,
+    key_hash: u64,
+    loop_hash: u32,
+    ctx: Option<Box<Context>>,
+}
+
+/// How a request is rewritten on every branch, from route processing.
+#[derive(Debug, Default, Clone)]
+struct RouteEdits {
+    /// The first Route value named this proxy: remove it.
+    pop_route: bool,
+    /// The previous hop was a strict router (16.4): the Request-URI
+    /// becomes the last Route value, which is removed.
+    strict_ruri: Option<Bytes>,
+    record_route: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CancelState {
+    None,
+    /// To be sent when the branch answers 1xx (RFC 3261 9.1).
+    Pending(CancelReason),
+    Sent,
+}
+
+struct Branch {
+    client: TxnId,
+    target: Target,
+    provisional: bool,
+    done: bool,
+    cancel: CancelState,
+    /// Timer C fired: the branch's final counts as a timeout.
+    timed_out: bool,
+    timer_c: Millis,
+}
+
+/// The response context of a proxied request (16.7).
+struct Context {
+    mode: ForkMode,
+    failover: Failover,
+    targets: Vec<Target>,
+    next_target: usize,
+    branches: SmallVec<[Branch; 2]>,
+    edits: RouteEdits,
+    /// The best non-2xx final so far, and every 401/407 for aggregation.
+    best: Option<Message>,
+    challenges: SmallVec<[Message; 1]>,
+    /// A final that no response stands for (408 from a timeout, 503 from
+    /// a transport error).
+    synthetic: Option<u16>,
+    cancelled: Option<CancelReason>,
+    final_sent: bool,
+    got_2xx: bool,
+}
+
+enum ClientMachine {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+struct ClientTxn {
+    key: ClientKey,
+    machine: ClientMachine,
+    server: TxnId,
+    /// Index into the server's branches; `None` for a CANCEL.
+    branch: Option<usize>,
+    dest: Peer,
+}
+
+/// The proxy core.
+pub struct Proxy {
+    cfg: CoreConfig,
+    policy: Arc<Policy>,
+    limits: Limits,
+    next_id: TxnId,
+    servers: AHashMap<TxnId, ServerTxn>,
+    server_keys: AHashMap<ServerKey, TxnId>,
+    clients: AHashMap<TxnId, ClientTxn>,
+    client_keys: AHashMap<ClientKey, TxnId>,
+    timers: TimerQueue<(TxnId, Tag)>,
+    out: VecDeque<Output>,
+    actions: Vec<Action>,
+    stats: Stats,
+}
+
+impl Proxy {
+    pub fn new(cfg: CoreConfig, policy: Arc<Policy>) -> Proxy {
+        let limits = Limits {
+            max_size: cfg.max_message_size,
+            ..Limits::default()
+        };
+        Proxy {
+            cfg,
+            policy,
+            limits,
+            next_id: 1,
+            servers: AHashMap::new(),
+            server_keys: AHashMap::new(),
+            clients: AHashMap::new(),
+            client_keys: AHashMap::new(),
+            timers: TimerQueue::new(),
+            out: VecDeque::new(),
+            actions: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Replace the routing policy (calls in flight keep their routes).
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Live server and client transactions.
+    pub fn transaction_counts(&self) -> (usize, usize) {
+        (self.servers.len(), self.clients.len())
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Proxy::handle_timeout`] must be called next.
+    pub fn next_timeout(&self) -> Option<Millis> {
+        self.timers.next_deadline()
+    }
+
+    // ------------------------------------------------------------------
+    // Events
+    // ------------------------------------------------------------------
+
+    /// A message arrived from `peer` on the listener `local`.
+    pub fn handle_message(
+        &mut self,
+        now: Millis,
+        data: Bytes,
+        peer: Peer,
+        local: Option<SocketAddr>,
+    ) {
+        let msg = match Message::parse_with(data.clone(), &self.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.parse_errors += 1;
+                let tag = branch::local_tag(branch::key_hash(&data[..data.len().min(256)]));
+                match build::error_response(&data, &e, tag.as_bytes()) {
+                    Some(resp) => {
+                        info!(source = %peer.addr, error = %e, "malformed request answered");
+                        self.transmit(peer, resp, 0);
+                    }
+                    None => debug!(source = %peer.addr, error = %e, "malformed message dropped"),
+                }
+                return;
+            }
+        };
+        let local = local
+            .and_then(|a| {
+                self.cfg
+                    .listeners
+                    .iter()
+                    .find(|l| l.transport == peer.transport && l.addr == a)
+                    .copied()
+            })
+            .or_else(|| self.cfg.local_for(peer.transport, peer.addr));
+        if msg.is_request() {
+            self.stats.requests_in += 1;
+            self.on_request(now, msg, peer, local);
+        } else {
+            self.stats.responses_in += 1;
+            self.on_response(now, msg, peer);
+        }
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        while let Some((deadline, (id, tag))) = self.timers.pop_due(now) {
+            match tag {
+                Tag::C => self.on_timer_c(now, id, deadline),
+                Tag::Txn(t) => {
+                    if self.servers.contains_key(&id) {
+                        self.server_timer(now, id, t, deadline);
+                    } else if self.clients.contains_key(&id) {
+                        self.client_timer(now, id, t, deadline);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A transmit with this token could not be delivered.
+    pub fn handle_send_failed(&mut self, now: Millis, token: u64) {
+        let id = token;
+        if let Some(c) = self.clients.get_mut(&id) {
+            let mut out = std::mem::take(&mut self.actions);
+            let failure = match &mut c.machine {
+                ClientMachine::Invite(m) => m.on_transport_error(&mut out),
+                ClientMachine::NonInvite(m) => m.on_transport_error(&mut out),
+            };
+            let owner = (c.server, c.branch);
+            self.actions = out;
+            self.apply_client_actions(now, id);
+            if let (Some(f), (server, Some(bi))) = (failure, owner) {
+                self.branch_failed(now, server, bi, f);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Requests
+    // ------------------------------------------------------------------
+
+    fn on_request(&mut self, now: Millis, msg: Message, peer: Peer, local: Option<LocalAddr>) {
+        match msg.method() {
+            Method::Ack => return self.on_ack(now, msg, peer, local),
+            Method::Cancel => return self.on_cancel(now, msg, peer, local),
+            _ => {}
+        }
+        let key = ServerKey::of(&msg);
+        if let Some(&id) = self.server_keys.get(&key) {
+            self.stats.retransmissions_in += 1;
+            let mut out = std::mem::take(&mut self.actions);
+            if let Some(s) = self.servers.get_mut(&id) {
+                match &mut s.machine {
+                    ServerMachine::Invite(m) => m.on_retransmission(&mut out),
+                    ServerMachine::NonInvite(m) => m.on_retransmission(&mut out),
+                }
+            }
+            self.actions = out;
+            self.apply_server_actions(now, id);
+            return;
+        }
+        let id = self.new_server(now, key, msg, peer, local);
+        self.route_new_request(now, id);
+    }
+
+    fn new_server(
+        &mut self,
+        now: Millis,
+        key: ServerKey,
+        msg: Message,
+        peer: Peer,
+        local: Option<LocalAddr>,
+    ) -> TxnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        let reliable = peer.transport.is_reliable();
+        let invite = msg.method() == Method::Invite;
+        let machine = if invite {
+            ServerMachine::Invite(ServerInvite::new(reliable, self.cfg.timers))
+        } else {
+            ServerMachine::NonInvite(ServerNonInvite::new(reliable, self.cfg.timers))
+        };
+        let key_hash = branch::key_hash(key.as_bytes());
+        let loop_hash = branch::loop_hash(&msg);
+        self.server_keys.insert(key.clone(), id);
+        self.servers.insert(
+            id,
+            ServerTxn {
+                key,
+                machine,
+                request: msg,
+                peer,
+                local,
+                key_hash,
+                loop_hash,
+                ctx: None,
+            },
+        );
+        if invite {
+            // A proxy answers 100 at once (16.2 note, 17.2.1).
+            self.respond(now, id, 100, "Trying", &[]);
+        }
+        id
+    }
+
+    /// Validation (16.3), route processing (16.4) and target selection.
+    fn route_new_request(&mut self, now: Millis, id: TxnId) {
+        match self.decide(id) {
+            Some(Outcome::Respond(code, reason, extra)) => match extra {
+                Some((name, value)) => self.respond(now, id, code, &reason, &[(name, &value)]),
+                None => self.respond(now, id, code, &reason, &[]),
+            },
+            Some(Outcome::Forward(ctx)) => self.start_forwarding(now, id, *ctx),
+            None => {}
+        }
+    }
+
+    fn decide(&self, id: TxnId) -> Option<Outcome> {
+        let respond = |code: u16, reason: &str| Some(Outcome::Respond(code, reason.into(), None));
+        let s = self.servers.get(&id)?;
+        let req = &s.request;
+        // 16.3 item 2: URI scheme.
+        let ruri = match req.request_uri() {
+            Some(u) if matches!(u.scheme, Scheme::Sip | Scheme::Sips | Scheme::Tel) => u,
+            _ => return respond(416, "Unsupported URI Scheme"),
+        };
+        // 16.3 item 3: Max-Forwards.
+        if req.max_forwards() == Some(0) {
+            return respond(483, "Too Many Hops");
+        }
+        // 16.3 item 4: loop detection.
+        if self.is_loop(req, s.loop_hash) {
+            return respond(482, "Loop Detected");
+        }
+        // 16.3 item 5: cairn supports no extension that a proxy must.
+        if let Some(h) = req.headers_named(HeaderName::ProxyRequire).next() {
+            let v = Bytes::copy_from_slice(req.slice(h.value));
+            return Some(Outcome::Respond(
+                420,
+                "Bad Extension".into(),
+                Some(("Unsupported", v)),
+            ));
+        }
+
+        // 16.4: route information preprocessing.
+        let mut edits = RouteEdits::default();
+        let ruri_is_us = matches!(ruri.scheme, Scheme::Sip | Scheme::Sips)
+            && self.cfg.is_local(ruri.host, ruri.port);
+        let routes: SmallVec<[(Bytes, bool); 4]> = req
+            .routes()
+            .map(|r| {
+                let local = Uri::parse(r.uri)
+                    .map(|u| self.cfg.is_local(u.host, u.port))
+                    .unwrap_or(false);
+                (Bytes::copy_from_slice(r.uri), local)
+            })
+            .collect();
+        let mut remaining: &[(Bytes, bool)] = &routes;
+        if ruri_is_us {
+            if let Some((last, rest)) = remaining.split_last() {
+                // The previous hop was a strict router.
+                edits.strict_ruri = Some(last.0.clone());
+                remaining = rest;
+            }
+        }
+        if let Some(((_, true), rest)) = remaining.split_first() {
+            edits.pop_route = true;
+            remaining = rest;
+        }
+
+        if req.to_tag().is_some() {
+            // In a dialog: follow the route set, or the Request-URI.
+            if !edits.pop_route && edits.strict_ruri.is_none() {
+                return respond(404, "Not Found");
+            }
+            let next = match remaining.first() {
+                Some((uri, _)) => uri.clone(),
+                None => edits
+                    .strict_ruri
+                    .clone()
+                    .unwrap_or_else(|| Bytes::copy_from_slice(req.request_uri_bytes())),
+            };
+            let Some(target) = target_from_uri(&next) else {
+                return respond(503, "Service Unavailable");
+            };
+            let ctx = Context::new(ForkMode::Serial, Failover::default(), vec![target], edits);
+            return Some(Outcome::Forward(Box::new(ctx)));
+        }
+
+        if !remaining.is_empty() {
+            // A preloaded route beyond this proxy: cairn is not an open relay.
+            return respond(403, "Preloaded Route Denied");
+        }
+        let method = std::str::from_utf8(req.method_bytes()).unwrap_or("");
+        let user = ruri.user.and_then(|u| std::str::from_utf8(u).ok());
+        let host = std::str::from_utf8(ruri.host_unbracketed()).unwrap_or("");
+        let decision = self.policy.route(&RouteInput {
+            method,
+            ruri_user: user,
+            ruri_host: host,
+            ruri_port: ruri.port,
+            source: s.peer.addr,
+            call_id: req.call_id(),
+        });
+        match decision {
+            Decision::Respond { code, reason } => respond(code, &reason),
+            Decision::Forward(plan) => {
+                edits.record_route = self.cfg.record_route
+                    && matches!(
+                        req.method(),
+                        Method::Invite | Method::Subscribe | Method::Refer
+                    );
+                debug!(rule = %plan.rule, set = %plan.set, targets = plan.targets.len(), "routed");
+                let ctx = Context::new(plan.mode, plan.failover, plan.targets, edits);
+                Some(Outcome::Forward(Box::new(ctx)))
+            }
+        }
+    }
+
+    fn is_loop(&self, req: &Message, loop_hash: u32) -> bool {
+        req.vias().any(|v| {
+            v.branch()
+                .and_then(branch::parse)
+                .is_some_and(|(l, _, _)| l == loop_hash && self.cfg.is_local(v.host, v.port))
+        })
+    }
+
+    fn start_forwarding(&mut self, now: Millis, id: TxnId, ctx: Context) {
+        let parallel = ctx.mode == ForkMode::Parallel;
+        let n = ctx.targets.len();
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.ctx = Some(Box::new(ctx));
+        }
+        if parallel {
+            for i in 0..n {
+                self.forward_to(now, id, i);
+            }
+        } else {
+            self.try_next_target(now, id);
+        }
+        self.check_completion(now, id);
+    }
+
+    /// Serial forking: start the next target, if any is left.
+    fn try_next_target(&mut self, now: Millis, id: TxnId) -> bool {
+        let Some(i) = self
+            .servers
+            .get_mut(&id)
+            .and_then(|s| s.ctx.as_mut())
+            .and_then(|c| {
+                if c.next_target < c.targets.len() && c.cancelled.is_none() && !c.got_2xx {
+                    c.next_target += 1;
+                    Some(c.next_target - 1)
+                } else {
+                    None
+                }
+            })
+        else {
+            return false;
+        };
+        self.forward_to(now, id, i);
+        true
+    }
+
+    /// Forward the request of server transaction `id` to its `i`th target
+    /// (16.6).
+    fn forward_to(&mut self, now: Millis, id: TxnId, i: usize) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let Some(ctx) = s.ctx.as_mut() else { return };
+        if i >= ctx.targets.len() {
+            return;
+        }
+        ctx.next_target = ctx.next_target.max(i + 1);
+        let target = ctx.targets[i].clone();
+        let branch_index = ctx.branches.len();
+        let Some(out_local) = self.cfg.local_for(target.transport, target.addr) else {
+            warn!(target = %target.name, "no listener for the target's transport");
+            let client = 0;
+            ctx.branches.push(Branch::new(client, target, now));
+            ctx.branches[branch_index].done = true;
+            ctx.synthetic.get_or_insert(503);
+            return;
+        };
+        let req = &s.request;
+        let branch_id = branch::make(s.loop_hash, s.key_hash, branch_index as u32);
+        let via = format!(
+            "SIP/2.0/{} {};branch={}",
+            target.transport.via_token(),
+            self.cfg.hostport(&out_local),
+            branch_id
+        );
+        let mut e = Editor::new(req);
+        // Request-URI: strict-router fix, then the target's rewrite.
+        let mut new_ruri = ctx.edits.strict_ruri.clone();
+        if target.rewrite_ruri_host {
+            let base = new_ruri
+                .clone()
+                .unwrap_or_else(|| Bytes::copy_from_slice(req.request_uri_bytes()));
+            if let Some(r) = rewrite_host(&base, target.addr) {
+                new_ruri = Some(r);
+            }
+        }
+        if let Some(r) = &new_ruri {
+            e.set_request_uri(r);
+        }
+        if ctx.edits.strict_ruri.is_some() {
+            e.remove_last_route();
+        }
+        if ctx.edits.pop_route {
+            e.pop_route();
+        }
+        e.decrement_max_forwards();
+        // 18.2.1 and RFC 3581: where the request really came from.
+        let top = req.top_via();
+        let src_ip = s.peer.addr.ip().to_string();
+        let received = (ip_text(top.host) != src_ip.as_str()).then_some(src_ip.as_bytes());
+        let rport = top.rport().and(Some(s.peer.addr.port()));
+        e.set_via_received(received, rport);
+        let rr_out;
+        let rr_in;
+        if ctx.edits.record_route {
+            // The top value faces the callee; with a change of transport or
+            // interface a second one faces the caller (RFC 5658).
+            rr_out = record_route_value(&self.cfg, &out_local);
+            e.push_record_route(rr_out.as_bytes());
+            let in_local = s.local.unwrap_or(out_local);
+            if in_local != out_local {
+                rr_in = record_route_value(&self.cfg, &in_local);
+                e.push_record_route(rr_in.as_bytes());
+            }
+        }
+        e.push_via(via.as_bytes());
+        if target.transport.is_reliable() {
+            e.ensure_content_length();
+        }
+        let bytes = e.finish();
+        let is_invite = req.method() == Method::Invite;
+        let method = Bytes::copy_from_slice(req.method_bytes());
+
+        let client = self.next_id;
+        self.next_id += 1;
+        let reliable = target.transport.is_reliable();
+        let dest = Peer::new(target.addr, target.transport);
+        let timer_c = now + self.cfg.timer_c;
+        ctx.branches.push(Branch::new(client, target, timer_c));
+        let mut out = std::mem::take(&mut self.actions);
+        let machine = if is_invite {
+            ClientMachine::Invite(ClientInvite::start(
+                bytes,
+                reliable,
+                self.cfg.timers,
+                now,
+                &mut out,
+            ))
+        } else {
+            ClientMachine::NonInvite(ClientNonInvite::start(
+                bytes,
+                reliable,
+                self.cfg.timers,
+                now,
+                &mut out,
+            ))
+        };
+        self.actions = out;
+        let key = ClientKey::new(branch_id.as_bytes(), &method);
+        self.client_keys.insert(key.clone(), client);
+        self.clients.insert(
+            client,
+            ClientTxn {
+                key,
+                machine,
+                server: id,
+                branch: Some(branch_index),
+                dest,
+            },
+        );
+        if is_invite {
+            self.timers.push(timer_c, (client, Tag::C));
+        }
+        self.stats.requests_forwarded += 1;
+        self.apply_client_actions(now, client);
+    }
+
+    fn on_ack(&mut self, now: Millis, msg: Message, peer: Peer, local: Option<LocalAddr>) {
+        let key = ServerKey::of(&msg);
+        if let Some(&id) = self.server_keys.get(&key) {
+            let mut out = std::mem::take(&mut self.actions);
+            let mut absorbed = false;
+            if let Some(ServerTxn {
+                machine: ServerMachine::Invite(m),
+                ..
+            }) = self.servers.get_mut(&id)
+            {
+                if matches!(
+                    m.state(),
+                    cairn_transaction::server::InviteState::Completed
+                        | cairn_transaction::server::InviteState::Confirmed
+                ) {
+                    m.on_ack(now, &mut out);
+                    absorbed = true;
+                }
+            }
+            self.actions = out;
+            self.apply_server_actions(now, id);
+            if absorbed {
+                return;
+            }
+        }
+        // An ACK for a 2xx is its own end-to-end request: route it
+        // statelessly by its Route set (16.11).
+        self.forward_stateless(now, msg, peer, local);
+    }
+
+    /// Forward a request without a transaction (an ACK for a 2xx): only
+    /// along a route set that names this proxy.
+    fn forward_stateless(
+        &mut self,
+        _now: Millis,
+        msg: Message,
+        peer: Peer,
+        local: Option<LocalAddr>,
+    ) {
+        if msg.max_forwards() == Some(0) {
+            return;
+        }
+        let routes: SmallVec<[(Bytes, bool); 4]> = msg
+            .routes()
+            .map(|r| {
+                let local = Uri::parse(r.uri)
+                    .map(|u| self.cfg.is_local(u.host, u.port))
+                    .unwrap_or(false);
+                (Bytes::copy_from_slice(r.uri), local)
+            })
+            .collect();
+        let Some(((_, true), rest)) = routes.split_first() else {
+            debug!(source = %peer.addr, "ACK without a route through this proxy dropped");
+            return;
+        };
+        let next = match rest.first() {
+            Some((uri, _)) => uri.clone(),
+            None => Bytes::copy_from_slice(msg.request_uri_bytes()),
+        };
+        let Some(target) = target_from_uri(&next) else {
+            return;
+        };
+        let Some(out_local) = self.cfg.local_for(target.transport, target.addr) else {
+            return;
+        };
+        // A stateless proxy's branch must be the same for retransmissions
+        // (16.11): derive it from the request's key.
+        let key = ServerKey::of(&msg);
+        let branch_id = branch::make(branch::loop_hash(&msg), branch::key_hash(key.as_bytes()), 0);
+        let via = format!(
+            "SIP/2.0/{} {};branch={}",
+            target.transport.via_token(),
+            self.cfg.hostport(&out_local),
+            branch_id
+        );
+        let mut e = Editor::new(&msg);
+        e.pop_route().decrement_max_forwards();
+        let top = msg.top_via();
+        let src_ip = peer.addr.ip().to_string();
+        let received = (ip_text(top.host) != src_ip.as_str()).then_some(src_ip.as_bytes());
+        let rport = top.rport().and(Some(peer.addr.port()));
+        e.set_via_received(received, rport);
+        e.push_via(via.as_bytes());
+        if target.transport.is_reliable() {
+            e.ensure_content_length();
+        }
+        let _ = local;
+        let bytes = e.finish();
+        self.stats.requests_forwarded += 1;
+        self.transmit(Peer::new(target.addr, target.transport), bytes, 0);
+    }
+
+    fn on_cancel(&mut self, now: Millis, msg: Message, peer: Peer, local: Option<LocalAddr>) {
+        self.stats.cancels_in += 1;
+        let key = ServerKey::of(&msg);
+        if let Some(&id) = self.server_keys.get(&key) {
+            // A retransmitted CANCEL: its transaction answers again.
+            let mut out = std::mem::take(&mut self.actions);
+            if let Some(ServerTxn {
+                machine: ServerMachine::NonInvite(m),
+                ..
+            }) = self.servers.get_mut(&id)
+            {
+                m.on_retransmission(&mut out);
+            }
+            self.actions = out;
+            self.apply_server_actions(now, id);
+            return;
+        }
+        let invite = self
+            .server_keys
+            .get(&ServerKey::cancelled_invite(&msg))
+            .copied();
+        let reasons: SmallVec<[Bytes; 2]> = msg
+            .headers_named(HeaderName::Reason)
+            .map(|h| Bytes::copy_from_slice(msg.slice(h.value)))
+            .collect();
+        let id = self.new_server(now, key, msg, peer, local);
+        match invite {
+            Some(inv) => {
+                self.stats.cancels_matched += 1;
+                self.respond(now, id, 200, "OK", &[]);
+                self.cancel_invite(now, inv, CancelReason::Caller(reasons));
+            }
+            None => {
+                self.stats.cancels_unmatched += 1;
+                self.respond(now, id, 481, "Call/Transaction Does Not Exist", &[]);
+            }
+        }
+    }
+
+    /// The caller cancelled (16.10): CANCEL every pending branch that may
+    /// be cancelled, remember the others until they answer 1xx.
+    fn cancel_invite(&mut self, now: Millis, id: TxnId, reason: CancelReason) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        if !matches!(&s.machine, ServerMachine::Invite(m) if m.state() == cairn_transaction::server::InviteState::Proceeding)
+        {
+            return;
+        }
+        match s.ctx.as_mut() {
+            Some(ctx) => {
+                if ctx.cancelled.is_none() {
+                    ctx.cancelled = Some(reason.clone());
+                }
+            }
+            None => {
+                // Not routed yet: nothing went out, answer 487 now.
+                return self.respond(now, id, 487, "Request Terminated", &[]);
+            }
+        }
+        self.cancel_branches(now, id, reason, None);
+        self.check_completion(now, id);
+    }
+
+    /// Send (or schedule) CANCEL on every pending branch except `except`.
+    fn cancel_branches(
+        &mut self,
+        now: Millis,
+        id: TxnId,
+        reason: CancelReason,
+        except: Option<usize>,
+    ) {
+        let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
+            return;
+        };
+        let mut to_send: SmallVec<[usize; 4]> = SmallVec::new();
+        for (i, b) in ctx.branches.iter_mut().enumerate() {
+            if Some(i) == except || b.done || b.cancel != CancelState::None {
+                continue;
+            }
+            if b.provisional {
+                to_send.push(i);
+            } else {
+                b.cancel = CancelState::Pending(reason.clone());
+            }
+        }
+        for i in to_send {
+            self.send_cancel(now, id, i, reason.clone());
+        }
+    }
+
+    /// Send a CANCEL for branch `i` of server transaction `id` (9.1).
+    fn send_cancel(&mut self, now: Millis, id: TxnId, i: usize, reason: CancelReason) {
+        let Some(b) = self
+            .servers
+            .get_mut(&id)
+            .and_then(|s| s.ctx.as_mut())
+            .and_then(|c| c.branches.get_mut(i))
+        else {
+            return;
+        };
+        b.cancel = CancelState::Sent;
+        let client_id = b.client;
+        let Some(c) = self.clients.get(&client_id) else {
+            return;
+        };
+        let ClientMachine::Invite(m) = &c.machine else {
+            return;
+        };
+        let Ok(invite) = Message::parse(m.request().clone()) else {
+            return;
+        };
+        let dest = c.dest;
+        let reasons = reason.values();
+        let refs: SmallVec<[&[u8]; 2]> = reasons.iter().map(|r| &r[..]).collect();
+        let bytes = build::cancel(&invite, &refs);
+        let Some(branch_id) = invite.branch() else {
+            return;
+        };
+        let key = ClientKey::new(branch_id, b"CANCEL");
+        let cid = self.next_id;
+        self.next_id += 1;
+        let mut out = std::mem::take(&mut self.actions);
+        let machine = ClientNonInvite::start(
+            bytes,
+            dest.transport.is_reliable(),
+            self.cfg.timers,
+            now,
+            &mut out,
+        );
+        self.actions = out;
+        self.client_keys.insert(key.clone(), cid);
+        self.clients.insert(
+            cid,
+            ClientTxn {
+                key,
+                machine: ClientMachine::NonInvite(machine),
+                server: id,
+                branch: None,
+                dest,
+            },
+        );
+        self.stats.cancels_out += 1;
+        self.apply_client_actions(now, cid);
+    }
+
+    // ------------------------------------------------------------------
+    // Responses
+    // ------------------------------------------------------------------
+
+    fn on_response(&mut self, now: Millis, msg: Message, _peer: Peer) {
+        let Some(cid) =
+            ClientKey::of_response(&msg).and_then(|k| self.client_keys.get(&k).copied())
+        else {
+            // No transaction (a restart, a late 2xx): forward by Via (16.11).
+            return self.forward_response_stateless(msg);
+        };
+        let code = msg.status().unwrap_or(500);
+        let Some(c) = self.clients.get_mut(&cid) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.actions);
+        let disposition = match &mut c.machine {
+            ClientMachine::Invite(m) => {
+                let sent = m.request().clone();
+                m.on_response(
+                    code,
+                    || match Message::parse(sent) {
+                        Ok(inv) => build::ack(&inv, &msg),
+                        Err(_) => Bytes::new(),
+                    },
+                    now,
+                    &mut out,
+                )
+            }
+            ClientMachine::NonInvite(m) => m.on_response(code, now, &mut out),
+        };
+        let (server, branch) = (c.server, c.branch);
+        self.actions = out;
+        self.apply_client_actions(now, cid);
+        if disposition == Disposition::Absorb {
+            return;
+        }
+        let Some(bi) = branch else {
+            return; // The response to a CANCEL of ours ends here.
+        };
+        if !self.servers.contains_key(&server) {
+            if (200..300).contains(&code) {
+                return self.forward_response_stateless(msg);
+            }
+            return;
+        }
+        self.branch_response(now, server, bi, msg, code);
+    }
+
+    /// A response to branch `bi` of server transaction `id` (16.7).
+    fn branch_response(&mut self, now: Millis, id: TxnId, bi: usize, msg: Message, code: u16) {
+        let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
+            return;
+        };
+        let Some(b) = ctx.branches.get_mut(bi) else {
+            return;
+        };
+        if code < 200 {
+            b.provisional = true;
+            // 16.7 item 2: a provisional resets timer C.
+            if code > 100 && !b.timed_out {
+                b.timer_c = now + self.cfg.timer_c;
+                self.timers.push(b.timer_c, (b.client, Tag::C));
+            }
+            if let CancelState::Pending(reason) = b.cancel.clone() {
+                self.send_cancel(now, id, bi, reason);
+            }
+            if code > 100 {
+                self.forward_response(now, id, &msg, code);
+            }
+            return;
+        }
+        b.done = true;
+        let timed_out = b.timed_out;
+        if (200..300).contains(&code) {
+            ctx.got_2xx = true;
+            ctx.final_sent = true;
+            let invite = self
+                .servers
+                .get(&id)
+                .is_some_and(|s| matches!(s.machine, ServerMachine::Invite(_)));
+            self.forward_response(now, id, &msg, code);
+            if invite {
+                self.cancel_branches(now, id, CancelReason::CompletedElsewhere, Some(bi));
+            }
+            return self.check_completion(now, id);
+        }
+        // 3xx-6xx: keep the best (16.7 item 5, 6).
+        let eff = if timed_out { 408 } else { code };
+        if code == 401 || code == 407 {
+            ctx.challenges.push(msg.clone());
+        }
+        let better = match &ctx.best {
+            None => true,
+            Some(b) => better_response(code, b.status().unwrap_or(500)),
+        };
+        if better && !timed_out {
+            ctx.best = Some(msg);
+        } else if timed_out {
+            ctx.synthetic.get_or_insert(408);
+        }
+        if (600..700).contains(&code) {
+            // 16.7 item 5: a 6xx ends the search.
+            ctx.next_target = ctx.targets.len();
+            let reason = CancelReason::Final(code);
+            self.cancel_branches(now, id, reason, Some(bi));
+        } else if self.serial_failover(id, eff) {
+            self.try_next_target(now, id);
+        }
+        self.check_completion(now, id);
+    }
+
+    fn serial_failover(&self, id: TxnId, code: u16) -> bool {
+        self.servers
+            .get(&id)
+            .and_then(|s| s.ctx.as_ref())
+            .is_some_and(|c| {
+                c.mode == ForkMode::Serial
+                    && c.cancelled.is_none()
+                    && !c.got_2xx
+                    && if code == 408 {
+                        c.failover.on_timeout()
+                    } else {
+                        c.failover.should_failover(code)
+                    }
+            })
+    }
+
+    /// A branch ended without a response (timeout, transport error).
+    fn branch_failed(&mut self, now: Millis, id: TxnId, bi: usize, failure: Failure) {
+        let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
+            return;
+        };
+        let Some(b) = ctx.branches.get_mut(bi) else {
+            return;
+        };
+        if b.done {
+            return;
+        }
+        b.done = true;
+        let code = failure.status();
+        debug!(target = %b.target.name, code, "branch failed");
+        if ctx.best.is_none() {
+            ctx.synthetic = Some(ctx.synthetic.map_or(code, |c| c.min(code)));
+        }
+        if self.serial_failover(id, code) {
+            self.try_next_target(now, id);
+        }
+        self.check_completion(now, id);
+    }
+
+    /// When no branch is pending, send the best final response (16.7
+    /// item 6), or 487 when the caller cancelled.
+    fn check_completion(&mut self, now: Millis, id: TxnId) {
+        let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
+            return;
+        };
+        if ctx.final_sent || ctx.branches.iter().any(|b| !b.done) {
+            return;
+        }
+        ctx.final_sent = true;
+        if ctx.cancelled.is_some() {
+            return self.respond(now, id, 487, "Request Terminated", &[]);
+        }
+        match ctx.best.take() {
+            Some(best) => {
+                let code = best.status().unwrap_or(500);
+                let challenges = std::mem::take(&mut ctx.challenges);
+                self.forward_final(now, id, best, code, &challenges);
+            }
+            None => {
+                let code = ctx.synthetic.unwrap_or(408);
+                let reason = build::reason_phrase(code);
+                self.respond(now, id, code, reason, &[]);
+            }
+        }
+    }
+
+    /// Forward the chosen final: a 503 becomes 500 (16.7 item 6), the
+    /// challenges of every 401/407 are gathered (item 7).
+    fn forward_final(
+        &mut self,
+        now: Millis,
+        id: TxnId,
+        best: Message,
+        code: u16,
+        challenges: &[Message],
+    ) {
+        if code == 503 {
+            return self.respond(now, id, 500, "Server Internal Error", &[]);
+        }
+        if (code == 401 || code == 407) && challenges.len() > 1 {
+            let mut e = Editor::new(&best);
+            e.pop_via();
+            for other in challenges {
+                if std::ptr::eq(other.as_bytes().as_ptr(), best.as_bytes().as_ptr()) {
+                    continue;
+                }
+                for name in [HeaderName::WwwAuthenticate, HeaderName::ProxyAuthenticate] {
+                    for h in other.headers_named(name) {
+                        e.append_header(name.as_str().as_bytes(), other.slice(h.value));
+                    }
+                }
+            }
+            let bytes = e.finish();
+            return self.send_upstream(now, id, code, bytes);
+        }
+        self.forward_response(now, id, &best, code);
+    }
+
+    /// Forward a response to the caller through the server transaction.
+    fn forward_response(&mut self, now: Millis, id: TxnId, msg: &Message, code: u16) {
+        let mut e = Editor::new(msg);
+        e.pop_via();
+        if self
+            .servers
+            .get(&id)
+            .is_some_and(|s| s.peer.transport.is_reliable())
+        {
+            e.ensure_content_length();
+        }
+        let bytes = e.finish();
+        self.stats.responses_forwarded += 1;
+        self.send_upstream(now, id, code, bytes);
+    }
+
+    fn send_upstream(&mut self, now: Millis, id: TxnId, code: u16, bytes: Bytes) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.actions);
+        match &mut s.machine {
+            ServerMachine::Invite(m) => {
+                m.send_response(code, bytes, now, &mut out);
+            }
+            ServerMachine::NonInvite(m) => {
+                m.send_response(code, bytes, now, &mut out);
+            }
+        }
+        self.actions = out;
+        self.apply_server_actions(now, id);
+    }
+
+    /// Forward a response that matches no transaction by its Via: only
+    /// when the top Via is this proxy's, never to a broadcast address.
+    fn forward_response_stateless(&mut self, msg: Message) {
+        let top = msg.top_via();
+        if !top.branch().is_some_and(branch::is_ours) || !self.cfg.is_local(top.host, top.port) {
+            debug!("response not for this proxy dropped");
+            return;
+        }
+        let Some(next) = msg.vias().nth(1) else {
+            return;
+        };
+        let host = next.received().unwrap_or(next.host);
+        let Some(ip) = parse_ip(host) else { return };
+        if ip.is_unspecified()
+            || ip.is_multicast()
+            || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast())
+        {
+            return;
+        }
+        let transport = next.transport().unwrap_or(Transport::Udp);
+        let port = match next.rport() {
+            Some(Some(p)) => p,
+            _ => next.port.unwrap_or(transport.default_port()),
+        };
+        let mut e = Editor::new(&msg);
+        e.pop_via();
+        let bytes = e.finish();
+        self.stats.responses_forwarded += 1;
+        self.transmit(Peer::new(SocketAddr::new(ip, port), transport), bytes, 0);
+    }
+
+    // ------------------------------------------------------------------
+    // Timers
+    // ------------------------------------------------------------------
+
+    fn server_timer(&mut self, now: Millis, id: TxnId, t: Timer, deadline: Millis) {
+        let Some(s) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.actions);
+        match &mut s.machine {
+            ServerMachine::Invite(m) => {
+                if m.on_timer(t, deadline, now, &mut out).is_some() {
+                    debug!("no ACK for a final response (timer H)");
+                }
+            }
+            ServerMachine::NonInvite(m) => {
+                m.on_timer(t, deadline, now, &mut out);
+            }
+        }
+        self.actions = out;
+        self.apply_server_actions(now, id);
+    }
+
+    fn client_timer(&mut self, now: Millis, id: TxnId, t: Timer, deadline: Millis) {
+        let Some(c) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.actions);
+        let failure = match &mut c.machine {
+            ClientMachine::Invite(m) => m.on_timer(t, deadline, now, &mut out),
+            ClientMachine::NonInvite(m) => m.on_timer(t, deadline, now, &mut out),
+        };
+        let owner = (c.server, c.branch);
+        self.actions = out;
+        self.apply_client_actions(now, id);
+        if let (Some(f), (server, Some(bi))) = (failure, owner) {
+            self.branch_failed(now, server, bi, f);
+        }
+    }
+
+    /// Timer C (16.8): CANCEL a branch that rang too long; a branch that
+    /// never answered is ended as a timeout.
+    fn on_timer_c(&mut self, now: Millis, cid: TxnId, deadline: Millis) {
+        let Some(c) = self.clients.get(&cid) else {
+            return;
+        };
+        let (id, Some(bi)) = (c.server, c.branch) else {
+            return;
+        };
+        let Some(b) = self
+            .servers
+            .get_mut(&id)
+            .and_then(|s| s.ctx.as_mut())
+            .and_then(|c| c.branches.get_mut(bi))
+        else {
+            return;
+        };
+        if b.done || b.timer_c != deadline {
+            return;
+        }
+        b.timed_out = true;
+        if b.provisional {
+            if b.cancel == CancelState::None {
+                self.send_cancel(now, id, bi, CancelReason::NoAnswer);
+            }
+        } else {
+            let mut out = std::mem::take(&mut self.actions);
+            if let Some(ClientTxn {
+                machine: ClientMachine::Invite(m),
+                ..
+            }) = self.clients.get_mut(&cid)
+            {
+                m.terminate(&mut out);
+            }
+            self.actions = out;
+            self.apply_client_actions(now, cid);
+            self.branch_failed(now, id, bi, Failure::Timeout);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Plumbing
+    // ------------------------------------------------------------------
+
+    /// Answer a server transaction with a response cairn makes.
+    fn respond(
+        &mut self,
+        now: Millis,
+        id: TxnId,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &[u8])],
+    ) {
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
+        let tag = branch::local_tag(s.key_hash);
+        let bytes = build::response(&s.request, code, reason, Some(tag.as_bytes()), extra);
+        if code >= 200 {
+            if let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) {
+                ctx.final_sent = true;
+            }
+            self.stats.local_finals += 1;
+        }
+        self.send_upstream(now, id, code, bytes);
+    }
+
+    fn transmit(&mut self, peer: Peer, data: Bytes, token: u64) {
+        self.out.push_back(Output::Transmit(Transmit {
+            dest: peer.addr,
+            transport: peer.transport,
+            conn: peer.conn,
+            data,
+            token,
+        }));
+    }
+
+    fn apply_server_actions(&mut self, _now: Millis, id: TxnId) {
+        let mut actions = std::mem::take(&mut self.actions);
+        for a in actions.drain(..) {
+            match a {
+                Action::Send(b) => {
+                    if let Some(s) = self.servers.get(&id) {
+                        let peer = s.peer;
+                        self.transmit(peer, b, id);
+                    }
+                }
+                Action::Arm(t, at) => self.timers.push(at, (id, Tag::Txn(t))),
+                Action::Terminated => {
+                    if let Some(s) = self.servers.remove(&id) {
+                        self.server_keys.remove(&s.key);
+                        if let Some(ctx) = &s.ctx {
+                            // Branches still running lose their server:
+                            // their late responses are forwarded by Via.
+                            debug!(branches = ctx.branches.len(), "server transaction ended");
+                        }
+                    }
+                }
+            }
+        }
+        self.actions = actions;
+    }
+
+    fn apply_client_actions(&mut self, _now: Millis, id: TxnId) {
+        let mut actions = std::mem::take(&mut self.actions);
+        for a in actions.drain(..) {
+            match a {
+                Action::Send(b) => {
+                    if let Some(c) = self.clients.get(&id) {
+                        let dest = c.dest;
+                        if !b.is_empty() {
+                            self.transmit(dest, b, id);
+                        }
+                    }
+                }
+                Action::Arm(t, at) => self.timers.push(at, (id, Tag::Txn(t))),
+                Action::Terminated => {
+                    if let Some(c) = self.clients.remove(&id) {
+                        self.client_keys.remove(&c.key);
+                    }
+                }
+            }
+        }
+        self.actions = actions;
+    }
+}
+
+impl Branch {
+    fn new(client: TxnId, target: Target, timer_c: Millis) -> Branch {
+        Branch {
+            client,
+            target,
+            provisional: false,
+            done: false,
+            cancel: CancelState::None,
+            timed_out: false,
+            timer_c,
+        }
+    }
+}
+
+impl Context {
+    fn new(mode: ForkMode, failover: Failover, targets: Vec<Target>, edits: RouteEdits) -> Context {
+        Context {
+            mode,
+            failover,
+            targets,
+            next_target: 0,
+            branches: SmallVec::new(),
+            edits,
+            best: None,
+            challenges: SmallVec::new(),
+            synthetic: None,
+            cancelled: None,
+            final_sent: false,
+            got_2xx: false,
+        }
+    }
+}
+
+/// Whether a new final `code` beats the best so far (16.7 item 6): 6xx
+/// first, then the lowest class; within 4xx the codes that a caller can
+/// act on (401, 407, 415, 420, 484) win; otherwise the first one stays.
+fn better_response(code: u16, best: u16) -> bool {
+    let class = |c: u16| match c / 100 {
+        6 => 0,
+        n => n,
+    };
+    let (a, b) = (class(code), class(best));
+    if a != b {
+        return a < b;
+    }
+    let actionable = |c: u16| matches!(c, 401 | 407 | 415 | 420 | 484);
+    actionable(code) && !actionable(best)
+}
+
+/// The Record-Route value for a listener.
+fn record_route_value(cfg: &CoreConfig, l: &LocalAddr) -> String {
+    match l.transport {
+        Transport::Udp => format!("<sip:{};lr>", cfg.hostport(l)),
+        t => format!("<sip:{};transport={};lr>", cfg.hostport(l), t.name()),
+    }
+}
+
+fn parse_ip(host: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(cairn_sip::uri::strip_brackets(host))
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn ip_text(host: &[u8]) -> &str {
+    std::str::from_utf8(cairn_sip::uri::strip_brackets(host)).unwrap_or("")
+}
+
+/// A target from a Route or Request-URI: numeric hosts only (no DNS yet).
+fn target_from_uri(uri: &[u8]) -> Option<Target> {
+    let u = Uri::parse(uri).ok()?;
+    if !matches!(u.scheme, Scheme::Sip) {
+        return None;
+    }
+    let host = u.maddr().unwrap_or(u.host);
+    let ip = parse_ip(host)?;
+    let transport = u
+        .param("transport")
+        .flatten()
+        .and_then(Transport::from_token)
+        .unwrap_or(Transport::Udp);
+    if !matches!(transport, Transport::Udp | Transport::Tcp) {
+        return None;
+    }
+    let port = u.port.unwrap_or(transport.default_port());
+    Some(Target {
+        addr: SocketAddr::new(ip, port),
+        transport,
+        rewrite_ruri_host: false,
+        name: Arc::from(String::from_utf8_lossy(uri).as_ref()),
+        index: 0,
+    })
+}
+
+trait UriExt<'a> {
+    fn maddr(&self) -> Option<&'a [u8]>;
+}
+
+impl<'a> UriExt<'a> for Uri<'a> {
+    fn maddr(&self) -> Option<&'a [u8]> {
+        self.param("maddr").flatten()
+    }
+}
+
+/// The Request-URI with its host:port replaced by `addr`.
+fn rewrite_host(ruri: &[u8], addr: SocketAddr) -> Option<Bytes> {
+    let u = Uri::parse(ruri).ok()?;
+    if !matches!(u.scheme, Scheme::Sip | Scheme::Sips) {
+        return None;
+    }
+    let scheme_end = ruri.iter().position(|&c| c == b':')? + 1;
+    let mut s = Vec::with_capacity(ruri.len() + 24);
+    s.extend_from_slice(&ruri[..scheme_end]);
+    if let Some(user) = u.user {
+        s.extend_from_slice(user);
+        if let Some(p) = u.password {
+            s.push(b':');
+            s.extend_from_slice(p);
+        }
+        s.push(b'@');
+    }
+    s.extend_from_slice(addr.to_string().as_bytes());
+    s.extend_from_slice(u.params.as_bytes());
+    Some(Bytes::from(s))
+}

@@ -1,0 +1,17 @@
+//! Counters the core keeps; the driver exports them as metrics.
+
+/// Monotonic counters of what the core did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub requests_in: u64,
+    pub responses_in: u64,
+    pub parse_errors: u64,
+    pub retransmissions_in: u64,
+    pub requests_forwarded: u64,
+    pub responses_forwarded: u64,
+    pub local_finals: u64,
+    pub cancels_in: u64,
+    pub cancels_matched: u64,
+    pub cancels_unmatched: u64,
+    pub cancels_out: u64,
+}
