@@ -1,3 +1,6 @@
-//! cairn: the binary's library part: configuration, the tokio driver, admin.
+//! cairn: the binary's library part: configuration, the tokio driver that
+//! runs the sans-I/O proxy core, logging.
 
 pub mod config;
+pub mod driver;
+pub mod logging;

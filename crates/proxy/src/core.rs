@@ -174,6 +174,7 @@ pub struct Proxy {
     out: VecDeque<Output>,
     actions: Vec<Action>,
     stats: Stats,
+    draining: bool,
 }
 
 impl Proxy {
@@ -195,7 +196,21 @@ impl Proxy {
             out: VecDeque::new(),
             actions: Vec::new(),
             stats: Stats::default(),
+            draining: false,
         }
+    }
+
+    /// Stop taking new calls (a graceful shutdown): new out-of-dialog
+    /// requests get 503, everything in flight goes on.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Whether any proxied request still waits for its final response.
+    pub fn has_pending_requests(&self) -> bool {
+        self.servers
+            .values()
+            .any(|s| s.ctx.as_ref().is_some_and(|c| !c.final_sent))
     }
 
     /// Replace the routing policy (calls in flight keep their routes).
@@ -457,6 +472,13 @@ impl Proxy {
             return Some(Outcome::Forward(Box::new(ctx)));
         }
 
+        if self.draining {
+            return Some(Outcome::Respond(
+                503,
+                "Service Unavailable".into(),
+                Some(("Retry-After", Bytes::from_static(b"5"))),
+            ));
+        }
         if !remaining.is_empty() {
             // A preloaded route beyond this proxy: cairn is not an open relay.
             return respond(403, "Preloaded Route Denied");

@@ -111,6 +111,11 @@ pub struct ConnId(u64);
 
 impl ConnId {
     /// The number behind the id, for logs and metrics.
+    /// The id a connection was given (as returned by [`ConnId::as_u64`]).
+    pub fn from_u64(id: u64) -> ConnId {
+        ConnId(id)
+    }
+
     pub fn as_u64(self) -> u64 {
         self.0
     }

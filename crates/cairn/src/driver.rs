@@ -1,0 +1,198 @@
+//! The tokio driver: a thin shell that feeds transport events and timers
+//! to the sans-I/O proxy core and carries out what it asks.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_proxy::{CoreConfig, LocalAddr, Millis, Output, Peer, Proxy};
+use cairn_transport::{Event, Listener, Outgoing, Transports};
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+
+/// The core's clock: milliseconds since the UNIX epoch, advancing with the
+/// monotonic clock (so a wall-clock step never fires timers early).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    start_ms: Millis,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let start_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Millis);
+        Clock {
+            start: Instant::now(),
+            start_ms,
+        }
+    }
+
+    pub fn now(&self) -> Millis {
+        self.start_ms + self.start.elapsed().as_millis() as Millis
+    }
+
+    pub fn instant(&self, at: Millis) -> tokio::time::Instant {
+        let offset = at.saturating_sub(self.start_ms);
+        tokio::time::Instant::from_std(self.start + Duration::from_millis(offset))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How long a graceful shutdown waits for calls being set up.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bind the listeners and run the proxy until `shutdown` resolves; then
+/// drain (refuse new calls, finish those being set up) and stop.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let listeners: Vec<Listener> = cfg
+        .listen
+        .iter()
+        .map(|l| Listener {
+            transport: l.transport,
+            addr: l.address,
+        })
+        .collect();
+    let tcfg = cairn_transport::Config {
+        listeners,
+        max_message_size: cfg.proxy.max_message_size,
+        ..Default::default()
+    };
+    let (transports, mut events) = Transports::bind(tcfg)
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    for l in transports.listeners() {
+        info!(transport = %l.transport, address = %l.addr, "listening");
+    }
+    let core_cfg = CoreConfig {
+        listeners: transports
+            .listeners()
+            .iter()
+            .map(|l| LocalAddr {
+                transport: l.transport,
+                addr: l.addr,
+            })
+            .collect(),
+        advertise: cfg.proxy.advertise.as_ref().map(|h| h.to_string()),
+        aliases: cfg
+            .proxy
+            .aliases
+            .iter()
+            .map(|a| match a.port {
+                Some(p) => format!("{}:{}", a.host, p),
+                None => a.host.to_string(),
+            })
+            .collect(),
+        record_route: cfg.proxy.record_route,
+        timers: cairn_transaction::Timers {
+            t1: cfg.timers.t1.as_millis() as Millis,
+            t2: cfg.timers.t2.as_millis() as Millis,
+            t4: cfg.timers.t4.as_millis() as Millis,
+        },
+        timer_c: cfg.timers.timer_c.as_millis() as Millis,
+        max_message_size: cfg.proxy.max_message_size,
+    };
+    let mut proxy = Proxy::new(core_cfg, Arc::new(cfg.routing));
+    let clock = Clock::new();
+    let mut shutdown = pin!(shutdown);
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    info!("cairn ready");
+
+    loop {
+        let next = proxy.next_timeout().map(|t| clock.instant(t));
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                let now = clock.now();
+                handle_event(&mut proxy, now, ev);
+                // Take what else is queued before sending: fewer wake-ups.
+                for _ in 0..64 {
+                    match events.try_recv() {
+                        Ok(ev) => handle_event(&mut proxy, now, ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = sleep => proxy.handle_timeout(clock.now()),
+            _ = &mut shutdown, if drain_until.is_none() => {
+                info!("shutting down: new calls get 503, waiting for calls being set up");
+                proxy.set_draining(true);
+                drain_until = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = async { tokio::time::sleep_until(drain_until.unwrap_or_else(tokio::time::Instant::now)).await }, if drain_until.is_some() => {
+                warn!("drain timeout: stopping with calls still being set up");
+                break;
+            }
+        }
+        while let Some(out) = proxy.poll_output() {
+            match out {
+                Output::Transmit(t) => transports.send(Outgoing {
+                    dest: t.dest,
+                    transport: t.transport,
+                    conn: t.conn.map(cairn_transport::ConnId::from_u64),
+                    data: t.data,
+                    token: t.token,
+                }),
+            }
+        }
+        if drain_until.is_some() && !proxy.has_pending_requests() {
+            info!("no call being set up: stopping");
+            break;
+        }
+    }
+    transports.shutdown().await;
+    let s = proxy.stats();
+    info!(
+        requests = s.requests_in,
+        responses = s.responses_in,
+        forwarded = s.requests_forwarded,
+        "stopped"
+    );
+    Ok(())
+}
+
+fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event) {
+    match ev {
+        Event::Message(m) => {
+            let peer = Peer {
+                addr: m.source,
+                transport: m.transport,
+                conn: m.conn.map(|c| c.as_u64()),
+            };
+            proxy.handle_message(now, m.data, peer, Some(m.local));
+        }
+        Event::SendFailed {
+            token,
+            dest,
+            transport,
+            error,
+        } => {
+            debug!(%dest, %transport, %error, "send failed");
+            if token != 0 {
+                proxy.handle_send_failed(now, token);
+            }
+        }
+        Event::Closed { conn, remote } => debug!(%conn, %remote, "connection closed"),
+        Event::FramingError {
+            source,
+            conn,
+            error,
+        } => {
+            warn!(%source, %conn, %error, "stream framing error: connection closed")
+        }
+    }
+}
