@@ -99,6 +99,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         },
         timer_c: cfg.timers.timer_c.as_millis() as Millis,
         max_message_size: cfg.proxy.max_message_size,
+        cancel: Default::default(),
     };
     let mut proxy = Proxy::new(core_cfg, Arc::new(cfg.routing));
     let clock = Clock::new();
@@ -147,6 +148,18 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     data: t.data,
                     token: t.token,
                 }),
+                Output::Lookup { txn, lookup, .. } => {
+                    // HTTP lookups are not wired yet: answer as the service being down.
+                    warn!(rule = %lookup.rule, url = %lookup.url, "routing lookups are not available");
+                    proxy.lookup_done(
+                        clock.now(),
+                        txn,
+                        cairn_routing::Decision::Respond {
+                            code: 503,
+                            reason: "Service Unavailable".into(),
+                        },
+                    );
+                }
             }
         }
         if drain_until.is_some() && !proxy.has_pending_requests() {

@@ -5,6 +5,44 @@ use std::net::{IpAddr, SocketAddr};
 use cairn_sip::Transport;
 use cairn_transaction::{Millis, Timers};
 
+use crate::reason::ReasonConfig;
+
+/// What cairn does with a CANCEL that matches no INVITE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnmatchedCancel {
+    /// Answer 481 (the default): with every INVITE's branches on record, a
+    /// CANCEL that matches none has nothing of cairn's to cancel, and
+    /// routing it by the rules (round robin, lookups) would reach an
+    /// arbitrary gateway.
+    #[default]
+    Reply481,
+    /// Forward it statelessly by the rules (RFC 3261 16.10).
+    Forward,
+}
+
+/// CANCEL handling.
+#[derive(Debug, Clone)]
+pub struct CancelConfig {
+    pub unmatched: UnmatchedCancel,
+    /// How many unmatched CANCELs are remembered, so that an INVITE that
+    /// arrives after its CANCEL is answered 487 and never forwarded.
+    pub unmatched_memory: usize,
+    /// How long one is remembered.
+    pub unmatched_window: Millis,
+    pub reasons: ReasonConfig,
+}
+
+impl Default for CancelConfig {
+    fn default() -> Self {
+        CancelConfig {
+            unmatched: UnmatchedCancel::Reply481,
+            unmatched_memory: 10_000,
+            unmatched_window: 32_000,
+            reasons: ReasonConfig::default(),
+        }
+    }
+}
+
 /// One address cairn listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalAddr {
@@ -31,6 +69,7 @@ pub struct CoreConfig {
     pub timer_c: Millis,
     /// Largest message accepted.
     pub max_message_size: usize,
+    pub cancel: CancelConfig,
 }
 
 impl Default for CoreConfig {
@@ -43,6 +82,7 @@ impl Default for CoreConfig {
             timers: Timers::default(),
             timer_c: 180_000,
             max_message_size: 65535,
+            cancel: CancelConfig::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tracing::{debug, info, warn};
 
-use cairn_routing::{Decision, Failover, ForkMode, Policy, RouteInput, Target};
+use cairn_routing::{Decision, Failover, ForkMode, Lookup, Plan, Policy, RouteInput, Target};
 use cairn_sip::{build, Editor, HeaderName, Limits, Message, Method, Scheme, Transport, Uri};
 use cairn_transaction::{
     Action, ClientInvite, ClientKey, ClientNonInvite, Disposition, Failure, Millis, ServerInvite,
@@ -23,7 +23,7 @@ use cairn_transaction::{
 };
 
 use crate::branch;
-use crate::config::{CoreConfig, LocalAddr};
+use crate::config::{CoreConfig, LocalAddr, UnmatchedCancel};
 use crate::reason::CancelReason;
 use crate::stats::Stats;
 
@@ -62,15 +62,25 @@ pub struct Transmit {
 }
 
 /// What the core asks its driver to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Output {
     Transmit(Transmit),
+    /// Run this routing lookup for the request of server transaction
+    /// `txn`, then call [`Proxy::lookup_done`] with the decision. The
+    /// transaction exists already: a CANCEL that arrives meanwhile is
+    /// answered, and the INVITE is then never forwarded.
+    Lookup {
+        txn: TxnId,
+        lookup: Lookup,
+        request: Message,
+    },
 }
 
 /// What routing decided for a new request.
 enum Outcome {
     Respond(u16, String, Option<(&'static str, Bytes)>),
     Forward(Box<Context>),
+    Lookup(Lookup),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,6 +88,8 @@ enum Tag {
     Txn(Timer),
     /// Timer C of an INVITE branch.
     C,
+    /// The rule's ring timeout of an INVITE branch.
+    Ring,
 }
 
 enum ServerMachine {
@@ -95,6 +107,8 @@ struct ServerTxn {
     key_hash: u64,
     loop_hash: u32,
     ctx: Option<Box<Context>>,
+    /// A routing lookup is running.
+    routing: bool,
 }
 
 /// How a request is rewritten on every branch, from route processing.
@@ -125,6 +139,7 @@ struct Branch {
     /// Timer C fired: the branch's final counts as a timeout.
     timed_out: bool,
     timer_c: Millis,
+    ring_deadline: Option<Millis>,
 }
 
 /// The response context of a proxied request (16.7).
@@ -144,6 +159,9 @@ struct Context {
     cancelled: Option<CancelReason>,
     final_sent: bool,
     got_2xx: bool,
+    /// The rule's Reason for this call's CANCELs.
+    cancel_reason: Option<Arc<str>>,
+    ring_timeout: Option<Millis>,
 }
 
 enum ClientMachine {
@@ -175,6 +193,9 @@ pub struct Proxy {
     actions: Vec<Action>,
     stats: Stats,
     draining: bool,
+    /// Unmatched CANCELs remembered (the INVITE key they name), bounded.
+    recent_cancels: AHashMap<ServerKey, Millis>,
+    recent_order: VecDeque<(Millis, ServerKey)>,
 }
 
 impl Proxy {
@@ -197,6 +218,8 @@ impl Proxy {
             actions: Vec::new(),
             stats: Stats::default(),
             draining: false,
+            recent_cancels: AHashMap::new(),
+            recent_order: VecDeque::new(),
         }
     }
 
@@ -290,7 +313,8 @@ impl Proxy {
     pub fn handle_timeout(&mut self, now: Millis) {
         while let Some((deadline, (id, tag))) = self.timers.pop_due(now) {
             match tag {
-                Tag::C => self.on_timer_c(now, id, deadline),
+                Tag::C => self.on_timer_c(now, id, deadline, false),
+                Tag::Ring => self.on_timer_c(now, id, deadline, true),
                 Tag::Txn(t) => {
                     if self.servers.contains_key(&id) {
                         self.server_timer(now, id, t, deadline);
@@ -379,6 +403,7 @@ impl Proxy {
                 key_hash,
                 loop_hash,
                 ctx: None,
+                routing: false,
             },
         );
         if invite {
@@ -390,14 +415,141 @@ impl Proxy {
 
     /// Validation (16.3), route processing (16.4) and target selection.
     fn route_new_request(&mut self, now: Millis, id: TxnId) {
+        if self.was_cancelled_before(now, id) {
+            self.stats.cancelled_before_invite += 1;
+            return self.respond(now, id, 487, "Request Terminated", &[]);
+        }
         match self.decide(id) {
             Some(Outcome::Respond(code, reason, extra)) => match extra {
                 Some((name, value)) => self.respond(now, id, code, &reason, &[(name, &value)]),
                 None => self.respond(now, id, code, &reason, &[]),
             },
             Some(Outcome::Forward(ctx)) => self.start_forwarding(now, id, *ctx),
+            Some(Outcome::Lookup(lookup)) => {
+                let Some(s) = self.servers.get_mut(&id) else {
+                    return;
+                };
+                s.routing = true;
+                let request = s.request.clone();
+                self.stats.lookups += 1;
+                self.out.push_back(Output::Lookup {
+                    txn: id,
+                    lookup,
+                    request,
+                });
+            }
             None => {}
         }
+    }
+
+    /// The routing lookup of server transaction `txn` finished. If the
+    /// caller cancelled meanwhile (or the transaction is gone), nothing is
+    /// forwarded.
+    pub fn lookup_done(&mut self, now: Millis, txn: TxnId, decision: Decision) {
+        let Some(s) = self.servers.get_mut(&txn) else {
+            return;
+        };
+        if !s.routing {
+            return;
+        }
+        s.routing = false;
+        let proceeding = match &s.machine {
+            ServerMachine::Invite(m) => {
+                m.state() == cairn_transaction::server::InviteState::Proceeding
+            }
+            ServerMachine::NonInvite(m) => matches!(
+                m.state(),
+                cairn_transaction::server::NonInviteState::Trying
+                    | cairn_transaction::server::NonInviteState::Proceeding
+            ),
+        };
+        if !proceeding {
+            debug!(
+                txn,
+                "lookup finished after the request was answered: not forwarded"
+            );
+            return;
+        }
+        match decision {
+            Decision::Respond { code, reason } => self.respond(now, txn, code, &reason, &[]),
+            Decision::Forward(plan) => {
+                let ctx = self.context_for(txn, plan);
+                self.start_forwarding(now, txn, ctx)
+            }
+            Decision::Lookup(_) => self.respond(now, txn, 500, "Server Internal Error", &[]),
+        }
+    }
+
+    /// A response context for a routing plan.
+    fn context_for(&self, id: TxnId, plan: Plan) -> Context {
+        let req = self.servers.get(&id).map(|s| &s.request);
+        let record_route = self.cfg.record_route
+            && req.is_some_and(|r| {
+                matches!(
+                    r.method(),
+                    Method::Invite | Method::Subscribe | Method::Refer
+                )
+            });
+        debug!(rule = %plan.rule, set = %plan.set, targets = plan.targets.len(), "routed");
+        let edits = RouteEdits {
+            pop_route: req.is_some_and(|r| self.first_route_is_local(r)),
+            strict_ruri: None,
+            record_route,
+        };
+        let mut ctx = Context::new(plan.mode, plan.failover, plan.targets, edits);
+        ctx.cancel_reason = plan.cancel_reason;
+        ctx.ring_timeout = plan.ring_timeout_ms;
+        ctx
+    }
+
+    fn first_route_is_local(&self, req: &Message) -> bool {
+        req.routes()
+            .next()
+            .and_then(|r| Uri::parse(r.uri).ok())
+            .is_some_and(|u| self.cfg.is_local(u.host, u.port))
+    }
+
+    /// Whether an unmatched CANCEL for this INVITE arrived just before it.
+    fn was_cancelled_before(&mut self, now: Millis, id: TxnId) -> bool {
+        if self.recent_cancels.is_empty() {
+            return false;
+        }
+        let Some(s) = self.servers.get(&id) else {
+            return false;
+        };
+        if !matches!(s.machine, ServerMachine::Invite(_)) {
+            return false;
+        }
+        self.recent_cancels
+            .remove(&s.key)
+            .is_some_and(|expiry| expiry > now)
+    }
+
+    /// Remember an unmatched CANCEL for a short, bounded time: the oldest
+    /// is forgotten first when the memory is full.
+    fn remember_cancel(&mut self, now: Millis, invite_key: ServerKey) {
+        let cap = self.cfg.cancel.unmatched_memory;
+        if cap == 0 {
+            return;
+        }
+        while let Some((expiry, _)) = self.recent_order.front() {
+            if *expiry > now && self.recent_order.len() < cap {
+                break;
+            }
+            if let Some((expiry, k)) = self.recent_order.pop_front() {
+                if self.recent_cancels.get(&k) == Some(&expiry) {
+                    self.recent_cancels.remove(&k);
+                }
+            }
+        }
+        let expiry = now + self.cfg.cancel.unmatched_window;
+        self.recent_cancels.insert(invite_key.clone(), expiry);
+        self.recent_order.push_back((expiry, invite_key));
+    }
+
+    /// How many unmatched CANCELs are remembered now.
+    pub fn remembered_cancels(&self) -> usize {
+        self.recent_cancels.len()
     }
 
     fn decide(&self, id: TxnId) -> Option<Outcome> {
@@ -496,16 +648,8 @@ impl Proxy {
         });
         match decision {
             Decision::Respond { code, reason } => respond(code, &reason),
-            Decision::Forward(plan) => {
-                edits.record_route = self.cfg.record_route
-                    && matches!(
-                        req.method(),
-                        Method::Invite | Method::Subscribe | Method::Refer
-                    );
-                debug!(rule = %plan.rule, set = %plan.set, targets = plan.targets.len(), "routed");
-                let ctx = Context::new(plan.mode, plan.failover, plan.targets, edits);
-                Some(Outcome::Forward(Box::new(ctx)))
-            }
+            Decision::Forward(plan) => Some(Outcome::Forward(Box::new(self.context_for(id, plan)))),
+            Decision::Lookup(l) => Some(Outcome::Lookup(l)),
         }
     }
 
@@ -636,7 +780,10 @@ impl Proxy {
         let reliable = target.transport.is_reliable();
         let dest = Peer::new(target.addr, target.transport);
         let timer_c = now + self.cfg.timer_c;
-        ctx.branches.push(Branch::new(client, target, timer_c));
+        let ring = ctx.ring_timeout.map(|r| now + r);
+        let mut b = Branch::new(client, target, timer_c);
+        b.ring_deadline = ring;
+        ctx.branches.push(b);
         let mut out = std::mem::take(&mut self.actions);
         let machine = if is_invite {
             ClientMachine::Invite(ClientInvite::start(
@@ -670,6 +817,9 @@ impl Proxy {
         );
         if is_invite {
             self.timers.push(timer_c, (client, Tag::C));
+            if let Some(r) = ring {
+                self.timers.push(r, (client, Tag::Ring));
+            }
         }
         self.stats.requests_forwarded += 1;
         self.apply_client_actions(now, client);
@@ -737,21 +887,78 @@ impl Proxy {
         let Some(target) = target_from_uri(&next) else {
             return;
         };
+        self.send_stateless(&msg, peer, &target, true);
+        let _ = local;
+    }
+
+    /// A CANCEL that matched nothing, forwarded statelessly where the
+    /// rules send its Request-URI (RFC 3261 16.10, when configured).
+    fn forward_cancel_by_rules(&mut self, now: Millis, id: TxnId) {
+        let Some(s) = self.servers.remove(&id) else {
+            return;
+        };
+        self.server_keys.remove(&s.key);
+        let req = &s.request;
+        let target = req.request_uri().and_then(|u| {
+            let decision = self.policy.route(&RouteInput {
+                method: "CANCEL",
+                ruri_user: u.user.and_then(|x| std::str::from_utf8(x).ok()),
+                ruri_host: std::str::from_utf8(u.host_unbracketed()).unwrap_or(""),
+                ruri_port: u.port,
+                source: s.peer.addr,
+                call_id: req.call_id(),
+            });
+            match decision {
+                Decision::Forward(plan) => plan.targets.into_iter().next(),
+                _ => None,
+            }
+        });
+        match target {
+            Some(t) => {
+                let pop = self.first_route_is_local(req);
+                self.send_stateless(req, s.peer, &t, pop)
+            }
+            None => {
+                let tag = branch::local_tag(s.key_hash);
+                let resp = build::response(
+                    req,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    Some(tag.as_bytes()),
+                    &[],
+                );
+                let _ = now;
+                self.transmit(s.peer, resp, 0);
+            }
+        }
+    }
+
+    /// Forward a request without a transaction to `target` (16.11).
+    fn send_stateless(
+        &mut self,
+        msg: &Message,
+        peer: Peer,
+        target: &cairn_routing::Target,
+        pop_route: bool,
+    ) {
         let Some(out_local) = self.cfg.local_for(target.transport, target.addr) else {
             return;
         };
         // A stateless proxy's branch must be the same for retransmissions
         // (16.11): derive it from the request's key.
-        let key = ServerKey::of(&msg);
-        let branch_id = branch::make(branch::loop_hash(&msg), branch::key_hash(key.as_bytes()), 0);
+        let key = ServerKey::of(msg);
+        let branch_id = branch::make(branch::loop_hash(msg), branch::key_hash(key.as_bytes()), 0);
         let via = format!(
             "SIP/2.0/{} {};branch={}",
             target.transport.via_token(),
             self.cfg.hostport(&out_local),
             branch_id
         );
-        let mut e = Editor::new(&msg);
-        e.pop_route().decrement_max_forwards();
+        let mut e = Editor::new(msg);
+        if pop_route {
+            e.pop_route();
+        }
+        e.decrement_max_forwards();
         let top = msg.top_via();
         let src_ip = peer.addr.ip().to_string();
         let received = (ip_text(top.host) != src_ip.as_str()).then_some(src_ip.as_bytes());
@@ -761,7 +968,6 @@ impl Proxy {
         if target.transport.is_reliable() {
             e.ensure_content_length();
         }
-        let _ = local;
         let bytes = e.finish();
         self.stats.requests_forwarded += 1;
         self.transmit(Peer::new(target.addr, target.transport), bytes, 0);
@@ -801,7 +1007,14 @@ impl Proxy {
             }
             None => {
                 self.stats.cancels_unmatched += 1;
-                self.respond(now, id, 481, "Call/Transaction Does Not Exist", &[]);
+                let invite_key = ServerKey::cancelled_invite(&self.servers[&id].request);
+                self.remember_cancel(now, invite_key);
+                match self.cfg.cancel.unmatched {
+                    UnmatchedCancel::Reply481 => {
+                        self.respond(now, id, 481, "Call/Transaction Does Not Exist", &[])
+                    }
+                    UnmatchedCancel::Forward => self.forward_cancel_by_rules(now, id),
+                }
             }
         }
     }
@@ -823,7 +1036,9 @@ impl Proxy {
                 }
             }
             None => {
-                // Not routed yet: nothing went out, answer 487 now.
+                // Still being routed (or not routable): nothing went out,
+                // answer 487 now; the routing result will be dropped.
+                self.stats.cancelled_while_routing += u64::from(s.routing);
                 return self.respond(now, id, 487, "Request Terminated", &[]);
             }
         }
@@ -880,7 +1095,12 @@ impl Proxy {
             return;
         };
         let dest = c.dest;
-        let reasons = reason.values();
+        let rule_reason = self
+            .servers
+            .get(&id)
+            .and_then(|s| s.ctx.as_ref())
+            .and_then(|c| c.cancel_reason.clone());
+        let reasons = reason.values(&self.cfg.cancel.reasons, rule_reason.as_ref());
         let refs: SmallVec<[&[u8]; 2]> = reasons.iter().map(|r| &r[..]).collect();
         let bytes = build::cancel(&invite, &refs);
         let Some(branch_id) = invite.branch() else {
@@ -1144,16 +1364,18 @@ impl Proxy {
             return;
         };
         let mut out = std::mem::take(&mut self.actions);
-        match &mut s.machine {
-            ServerMachine::Invite(m) => {
-                m.send_response(code, bytes, now, &mut out);
-            }
-            ServerMachine::NonInvite(m) => {
-                m.send_response(code, bytes, now, &mut out);
-            }
-        }
+        let sent = match &mut s.machine {
+            ServerMachine::Invite(m) => m.send_response(code, bytes.clone(), now, &mut out),
+            ServerMachine::NonInvite(m) => m.send_response(code, bytes.clone(), now, &mut out),
+        };
+        let peer = s.peer;
         self.actions = out;
         self.apply_server_actions(now, id);
+        if !sent && (200..300).contains(&code) {
+            // A 2xx that crossed a CANCEL after the 487 went out: every 2xx
+            // is relayed upstream (RFC 3261 16.7 item 4).
+            self.transmit(peer, bytes, 0);
+        }
     }
 
     /// Forward a response that matches no transaction by its Via: only
@@ -1229,7 +1451,7 @@ impl Proxy {
 
     /// Timer C (16.8): CANCEL a branch that rang too long; a branch that
     /// never answered is ended as a timeout.
-    fn on_timer_c(&mut self, now: Millis, cid: TxnId, deadline: Millis) {
+    fn on_timer_c(&mut self, now: Millis, cid: TxnId, deadline: Millis, ring: bool) {
         let Some(c) = self.clients.get(&cid) else {
             return;
         };
@@ -1244,7 +1466,12 @@ impl Proxy {
         else {
             return;
         };
-        if b.done || b.timer_c != deadline {
+        let current = if ring {
+            b.ring_deadline
+        } else {
+            Some(b.timer_c)
+        };
+        if b.done || current != Some(deadline) {
             return;
         }
         b.timed_out = true;
@@ -1364,6 +1591,7 @@ impl Branch {
             cancel: CancelState::None,
             timed_out: false,
             timer_c,
+            ring_deadline: None,
         }
     }
 }
@@ -1383,6 +1611,8 @@ impl Context {
             cancelled: None,
             final_sent: false,
             got_2xx: false,
+            cancel_reason: None,
+            ring_timeout: None,
         }
     }
 }

@@ -14,8 +14,8 @@ mod core;
 pub mod reason;
 pub mod stats;
 
-pub use crate::config::{CoreConfig, LocalAddr};
+pub use crate::config::{CancelConfig, CoreConfig, LocalAddr, UnmatchedCancel};
 pub use crate::core::{Output, Peer, Proxy, Transmit, TxnId};
-pub use crate::reason::CancelReason;
+pub use crate::reason::{CallerReason, CancelReason, ReasonConfig};
 pub use crate::stats::Stats;
 pub use cairn_transaction::Millis;

@@ -14,4 +14,10 @@ pub struct Stats {
     pub cancels_matched: u64,
     pub cancels_unmatched: u64,
     pub cancels_out: u64,
+    /// INVITEs answered 487 because their CANCEL came first.
+    pub cancelled_before_invite: u64,
+    /// CANCELs that arrived while their INVITE was being routed.
+    pub cancelled_while_routing: u64,
+    /// Routing lookups started.
+    pub lookups: u64,
 }

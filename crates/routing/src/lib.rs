@@ -46,7 +46,7 @@ pub use config::{
 pub use error::{BuildError, KeyPath, PathSegment};
 pub use failover::{CodeSet, Failover};
 pub use host::Host;
-pub use policy::{Action, Decision, ForkMode, Plan, Policy, RouteInput, Rule, Target};
+pub use policy::{Action, Decision, ForkMode, Lookup, Plan, Policy, RouteInput, Rule, Target};
 pub use reason::standard_reason;
 pub use rng::stable_hash;
 pub use set::{Destination, DestinationSet, DestinationState};

@@ -38,9 +38,23 @@ pub struct RouteInput<'a> {
 pub enum Decision {
     /// Proxy it according to the plan.
     Forward(Plan),
+    /// Ask an external service (asynchronously): the driver performs the
+    /// lookup and turns its answer into a `Forward` or `Respond`.
+    Lookup(Lookup),
     /// Answer it with this final response (a `respond` rule, `routing.no_match`, or
     /// 503 when every destination of the chosen set is down).
     Respond { code: u16, reason: Arc<str> },
+}
+
+/// An asynchronous routing lookup a rule asks for (an HTTP service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// The rule that asked.
+    pub rule: Arc<str>,
+    /// The service's URL.
+    pub url: Arc<str>,
+    /// How long to wait for the answer.
+    pub timeout_ms: u64,
 }
 
 /// How the targets of a plan are tried.
@@ -64,6 +78,12 @@ pub struct Plan {
     pub targets: Vec<Target>,
     /// When a serial plan moves to its next target. Unused by parallel plans.
     pub failover: Failover,
+    /// The Reason value of the CANCELs sent for this call (the rule's
+    /// `cancel_reason`); `None`: the global defaults.
+    pub cancel_reason: Option<Arc<str>>,
+    /// The rule's ring timeout: a branch that has no final answer this long
+    /// after it was sent is CANCELed (Reason 480) and fails over.
+    pub ring_timeout_ms: Option<u64>,
 }
 
 /// One destination, ready to send to.
@@ -241,6 +261,8 @@ impl Policy {
                     mode: set.mode(),
                     targets,
                     failover: set.failover(),
+                    cancel_reason: None,
+                    ring_timeout_ms: None,
                 })
             }
         }
