@@ -70,6 +70,8 @@ pub struct CoreConfig {
     /// Largest message accepted.
     pub max_message_size: usize,
     pub cancel: CancelConfig,
+    /// Emit records of proxied INVITEs (durability on).
+    pub persist: bool,
 }
 
 impl Default for CoreConfig {
@@ -83,6 +85,7 @@ impl Default for CoreConfig {
             timer_c: 180_000,
             max_message_size: 65535,
             cancel: CancelConfig::default(),
+            persist: false,
         }
     }
 }

@@ -24,8 +24,41 @@ use cairn_transaction::{
 
 use crate::branch;
 use crate::config::{CoreConfig, LocalAddr, UnmatchedCancel};
+use crate::persist;
 use crate::reason::CancelReason;
 use crate::stats::Stats;
+use cairn_transaction::client::InviteState as ClientInviteState;
+use cairn_transaction::server::InviteState;
+
+/// What [`Proxy::restore`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    pub restored: usize,
+    /// Damaged, expired, of another format, or duplicate.
+    pub skipped: usize,
+}
+
+fn reason_record(r: &CancelReason) -> persist::ReasonRecord {
+    match r {
+        CancelReason::Caller(v) => {
+            persist::ReasonRecord::Caller(v.iter().map(|b| b.to_vec()).collect())
+        }
+        CancelReason::CompletedElsewhere => persist::ReasonRecord::CompletedElsewhere,
+        CancelReason::NoAnswer => persist::ReasonRecord::NoAnswer,
+        CancelReason::Final(c) => persist::ReasonRecord::Final(*c),
+    }
+}
+
+fn reason_of(r: persist::ReasonRecord) -> CancelReason {
+    match r {
+        persist::ReasonRecord::Caller(v) => {
+            CancelReason::Caller(v.into_iter().map(Bytes::from).collect())
+        }
+        persist::ReasonRecord::CompletedElsewhere => CancelReason::CompletedElsewhere,
+        persist::ReasonRecord::NoAnswer => CancelReason::NoAnswer,
+        persist::ReasonRecord::Final(c) => CancelReason::Final(c),
+    }
+}
 
 /// Transaction ids: one counter for server and client transactions.
 pub type TxnId = u64;
@@ -74,6 +107,19 @@ pub enum Output {
         lookup: Lookup,
         request: Message,
     },
+    /// Write (or replace) this record. Every `Persist` and `Forget` drained
+    /// in one poll cycle must be committed to the store before any
+    /// `Transmit` drained in the same cycle goes out: that is how no
+    /// INVITE leaves before its branch is on record.
+    Persist {
+        key: [u8; 8],
+        value: Vec<u8>,
+        expires_at: Millis,
+    },
+    /// The record is of no use any more.
+    Forget {
+        key: [u8; 8],
+    },
 }
 
 /// What routing decided for a new request.
@@ -109,6 +155,10 @@ struct ServerTxn {
     ctx: Option<Box<Context>>,
     /// A routing lookup is running.
     routing: bool,
+    /// Its record must be written (again) before the next outputs go out.
+    dirty: bool,
+    /// A record of it is in the store.
+    persisted: bool,
 }
 
 /// How a request is rewritten on every branch, from route processing.
@@ -140,6 +190,8 @@ struct Branch {
     timed_out: bool,
     timer_c: Millis,
     ring_deadline: Option<Millis>,
+    /// When the request went out on this branch.
+    sent_at: Millis,
 }
 
 /// The response context of a proxied request (16.7).
@@ -196,6 +248,8 @@ pub struct Proxy {
     /// Unmatched CANCELs remembered (the INVITE key they name), bounded.
     recent_cancels: AHashMap<ServerKey, Millis>,
     recent_order: VecDeque<(Millis, ServerKey)>,
+    /// Server transactions whose record is to be written.
+    dirty: Vec<TxnId>,
 }
 
 impl Proxy {
@@ -220,6 +274,7 @@ impl Proxy {
             draining: false,
             recent_cancels: AHashMap::new(),
             recent_order: VecDeque::new(),
+            dirty: Vec::new(),
         }
     }
 
@@ -276,6 +331,11 @@ impl Proxy {
         peer: Peer,
         local: Option<SocketAddr>,
     ) {
+        self.on_message(now, data, peer, local);
+        self.flush_records(now);
+    }
+
+    fn on_message(&mut self, now: Millis, data: Bytes, peer: Peer, local: Option<SocketAddr>) {
         let msg = match Message::parse_with(data.clone(), &self.limits) {
             Ok(m) => m,
             Err(e) => {
@@ -311,6 +371,11 @@ impl Proxy {
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Millis) {
+        self.on_timeout(now);
+        self.flush_records(now);
+    }
+
+    fn on_timeout(&mut self, now: Millis) {
         while let Some((deadline, (id, tag))) = self.timers.pop_due(now) {
             match tag {
                 Tag::C => self.on_timer_c(now, id, deadline, false),
@@ -328,6 +393,11 @@ impl Proxy {
 
     /// A transmit with this token could not be delivered.
     pub fn handle_send_failed(&mut self, now: Millis, token: u64) {
+        self.on_send_failed(now, token);
+        self.flush_records(now);
+    }
+
+    fn on_send_failed(&mut self, now: Millis, token: u64) {
         let id = token;
         if let Some(c) = self.clients.get_mut(&id) {
             let mut out = std::mem::take(&mut self.actions);
@@ -404,6 +474,8 @@ impl Proxy {
                 loop_hash,
                 ctx: None,
                 routing: false,
+                dirty: false,
+                persisted: false,
             },
         );
         if invite {
@@ -446,6 +518,11 @@ impl Proxy {
     /// caller cancelled meanwhile (or the transaction is gone), nothing is
     /// forwarded.
     pub fn lookup_done(&mut self, now: Millis, txn: TxnId, decision: Decision) {
+        self.on_lookup_done(now, txn, decision);
+        self.flush_records(now);
+    }
+
+    fn on_lookup_done(&mut self, now: Millis, txn: TxnId, decision: Decision) {
         let Some(s) = self.servers.get_mut(&txn) else {
             return;
         };
@@ -783,6 +860,7 @@ impl Proxy {
         let ring = ctx.ring_timeout.map(|r| now + r);
         let mut b = Branch::new(client, target, timer_c);
         b.ring_deadline = ring;
+        b.sent_at = now;
         ctx.branches.push(b);
         let mut out = std::mem::take(&mut self.actions);
         let machine = if is_invite {
@@ -822,6 +900,9 @@ impl Proxy {
             }
         }
         self.stats.requests_forwarded += 1;
+        if is_invite {
+            self.touch(id);
+        }
         self.apply_client_actions(now, client);
     }
 
@@ -1085,6 +1166,7 @@ impl Proxy {
         };
         b.cancel = CancelState::Sent;
         let client_id = b.client;
+        self.touch(id);
         let Some(c) = self.clients.get(&client_id) else {
             return;
         };
@@ -1184,6 +1266,9 @@ impl Proxy {
 
     /// A response to branch `bi` of server transaction `id` (16.7).
     fn branch_response(&mut self, now: Millis, id: TxnId, bi: usize, msg: Message, code: u16) {
+        if code > 100 {
+            self.touch(id);
+        }
         let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
             return;
         };
@@ -1263,6 +1348,7 @@ impl Proxy {
 
     /// A branch ended without a response (timeout, transport error).
     fn branch_failed(&mut self, now: Millis, id: TxnId, bi: usize, failure: Failure) {
+        self.touch(id);
         let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
             return;
         };
@@ -1370,6 +1456,9 @@ impl Proxy {
         };
         let peer = s.peer;
         self.actions = out;
+        if sent && code >= 200 {
+            self.touch(id);
+        }
         self.apply_server_actions(now, id);
         if !sent && (200..300).contains(&code) {
             // A 2xx that crossed a CANCEL after the 487 went out: every 2xx
@@ -1458,6 +1547,7 @@ impl Proxy {
         let (id, Some(bi)) = (c.server, c.branch) else {
             return;
         };
+        self.touch(id);
         let Some(b) = self
             .servers
             .get_mut(&id)
@@ -1545,6 +1635,11 @@ impl Proxy {
                 Action::Terminated => {
                     if let Some(s) = self.servers.remove(&id) {
                         self.server_keys.remove(&s.key);
+                        if s.persisted {
+                            self.out.push_back(Output::Forget {
+                                key: s.key_hash.to_be_bytes(),
+                            });
+                        }
                         if let Some(ctx) = &s.ctx {
                             // Branches still running lose their server:
                             // their late responses are forwarded by Via.
@@ -1579,6 +1674,355 @@ impl Proxy {
         }
         self.actions = actions;
     }
+    // ------------------------------------------------------------------
+    // Persistence (see persist.rs)
+    // ------------------------------------------------------------------
+
+    /// Note that the record of server transaction `id` must be written.
+    fn touch(&mut self, id: TxnId) {
+        if !self.cfg.persist {
+            return;
+        }
+        if let Some(s) = self.servers.get_mut(&id) {
+            if !s.dirty && matches!(s.machine, ServerMachine::Invite(_)) {
+                s.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Queue the records of every changed transaction.
+    fn flush_records(&mut self, now: Millis) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in &dirty {
+            let Some(s) = self.servers.get_mut(id) else {
+                continue;
+            };
+            s.dirty = false;
+            // Only what was forwarded needs a record: an INVITE that never
+            // left can be routed afresh after a restart.
+            if s.ctx.as_ref().is_none_or(|c| c.branches.is_empty()) {
+                continue;
+            }
+            let record = self.record_of(*id, now);
+            if let (Some(r), Some(s)) = (record, self.servers.get_mut(id)) {
+                s.persisted = true;
+                self.stats.records_written += 1;
+                self.out.push_back(Output::Persist {
+                    key: s.key_hash.to_be_bytes(),
+                    expires_at: r.expires_at,
+                    value: persist::encode(&r),
+                });
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    fn record_of(&self, id: TxnId, now: Millis) -> Option<persist::TxnRecord> {
+        let s = self.servers.get(&id)?;
+        let ServerMachine::Invite(m) = &s.machine else {
+            return None;
+        };
+        let ctx = s.ctx.as_ref()?;
+        let target_rec = |t: &Target| persist::TargetRecord {
+            addr: t.addr,
+            transport: persist::transport_code(t.transport),
+            rewrite_ruri_host: t.rewrite_ruri_host,
+            name: t.name.to_string(),
+            index: t.index as u32,
+        };
+        let t64 = self.cfg.timers.t64();
+        let mut expires_at = now + t64 + self.cfg.timers.t4;
+        let branches = ctx
+            .branches
+            .iter()
+            .map(|b| {
+                let client = self.clients.get(&b.client);
+                let request = match client.map(|c| &c.machine) {
+                    Some(ClientMachine::Invite(ci)) => ci.request().to_vec(),
+                    _ => Vec::new(),
+                };
+                if !b.done {
+                    expires_at = expires_at.max(b.timer_c.max(b.ring_deadline.unwrap_or(0)) + t64);
+                }
+                persist::BranchRecord {
+                    target: target_rec(&b.target),
+                    request,
+                    sent_at: b.sent_at,
+                    provisional: b.provisional,
+                    done: b.done,
+                    cancel: match b.cancel {
+                        CancelState::None => 0,
+                        CancelState::Pending(_) => 1,
+                        CancelState::Sent => 2,
+                    },
+                    cancel_reason: match &b.cancel {
+                        CancelState::Pending(r) => Some(reason_record(r)),
+                        _ => None,
+                    },
+                    timed_out: b.timed_out,
+                    timer_c: b.timer_c,
+                    ring_deadline: b.ring_deadline,
+                }
+            })
+            .collect();
+        let failover_codes = (300..700)
+            .filter(|c| ctx.failover.should_failover(*c))
+            .collect();
+        Some(persist::TxnRecord {
+            key: s.key.as_bytes().to_vec(),
+            request: s.request.as_bytes().to_vec(),
+            peer: s.peer.addr,
+            peer_transport: persist::transport_code(s.peer.transport),
+            local: s
+                .local
+                .map(|l| (persist::transport_code(l.transport), l.addr)),
+            state: match m.state() {
+                InviteState::Proceeding => 0,
+                InviteState::Accepted => 1,
+                InviteState::Completed => 2,
+                InviteState::Confirmed => 3,
+                InviteState::Terminated => 4,
+            },
+            last_status: m.last_status(),
+            last_response: m.last_response().map(|b| b.to_vec()),
+            ctx: Some(persist::CtxRecord {
+                parallel: ctx.mode == ForkMode::Parallel,
+                failover_codes,
+                failover_on_timeout: ctx.failover.on_timeout(),
+                targets: ctx.targets.iter().map(target_rec).collect(),
+                next_target: ctx.next_target as u32,
+                pop_route: ctx.edits.pop_route,
+                strict_ruri: ctx.edits.strict_ruri.as_ref().map(|b| b.to_vec()),
+                record_route: ctx.edits.record_route,
+                branches,
+                best: ctx.best.as_ref().map(|m| m.as_bytes().to_vec()),
+                challenges: ctx
+                    .challenges
+                    .iter()
+                    .map(|m| m.as_bytes().to_vec())
+                    .collect(),
+                synthetic: ctx.synthetic,
+                cancelled: ctx.cancelled.as_ref().map(reason_record),
+                final_sent: ctx.final_sent,
+                got_2xx: ctx.got_2xx,
+                cancel_reason: ctx.cancel_reason.as_ref().map(|r| r.to_string()),
+                ring_timeout: ctx.ring_timeout,
+            }),
+            expires_at,
+        })
+    }
+
+    /// Rebuild the transactions of a previous run from their records,
+    /// before any message is read. Timers resume from their stored
+    /// deadlines (those already past fire at the next `handle_timeout`);
+    /// CANCELs that were sent but not answered are sent again.
+    pub fn restore<'a>(
+        &mut self,
+        now: Millis,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        for raw in records {
+            match persist::decode(raw).and_then(|r| self.restore_one(now, r)) {
+                Some(()) => report.restored += 1,
+                None => report.skipped += 1,
+            }
+        }
+        self.stats.records_restored += report.restored as u64;
+        self.flush_records(now);
+        report
+    }
+
+    fn restore_one(&mut self, now: Millis, r: persist::TxnRecord) -> Option<()> {
+        if r.expires_at <= now {
+            return None;
+        }
+        let request = Message::parse(Bytes::from(r.request)).ok()?;
+        let key = ServerKey::of(&request);
+        if key.as_bytes() != r.key.as_slice() || self.server_keys.contains_key(&key) {
+            return None;
+        }
+        let peer = Peer::new(r.peer, persist::transport_of(r.peer_transport));
+        let reliable = peer.transport.is_reliable();
+        let state = match r.state {
+            0 => InviteState::Proceeding,
+            1 => InviteState::Accepted,
+            2 => InviteState::Completed,
+            3 => InviteState::Confirmed,
+            _ => return None,
+        };
+        let last_response = r.last_response.map(Bytes::from);
+        let mut machine = ServerInvite::restore(
+            reliable,
+            self.cfg.timers,
+            state,
+            last_response,
+            r.last_status,
+        );
+        let id = self.next_id;
+        self.next_id += 1;
+        let t64 = self.cfg.timers.t64();
+        let mut out = std::mem::take(&mut self.actions);
+        machine.resume(now, &mut out);
+        for a in out.drain(..) {
+            if let Action::Arm(t, at) = a {
+                self.timers.push(at, (id, Tag::Txn(t)));
+            }
+        }
+        self.actions = out;
+        let target_of = |t: persist::TargetRecord| Target {
+            addr: t.addr,
+            transport: persist::transport_of(t.transport),
+            rewrite_ruri_host: t.rewrite_ruri_host,
+            name: Arc::from(t.name),
+            index: t.index as usize,
+        };
+        let mut ctx_out = None;
+        let mut clients = Vec::new();
+        let mut resend_cancels = Vec::new();
+        if let Some(c) = r.ctx {
+            let mut codes = cairn_routing::CodeSet::empty();
+            for code in c.failover_codes {
+                codes.insert(code);
+            }
+            let failover = Failover {
+                codes,
+                on_timeout: c.failover_on_timeout,
+            };
+            let edits = RouteEdits {
+                pop_route: c.pop_route,
+                strict_ruri: c.strict_ruri.map(Bytes::from),
+                record_route: c.record_route,
+            };
+            let mode = if c.parallel {
+                ForkMode::Parallel
+            } else {
+                ForkMode::Serial
+            };
+            let mut ctx = Context::new(
+                mode,
+                failover,
+                c.targets.into_iter().map(target_of).collect(),
+                edits,
+            );
+            ctx.next_target = c.next_target as usize;
+            ctx.best = c.best.and_then(|b| Message::parse(Bytes::from(b)).ok());
+            ctx.challenges = c
+                .challenges
+                .into_iter()
+                .filter_map(|b| Message::parse(Bytes::from(b)).ok())
+                .collect();
+            ctx.synthetic = c.synthetic;
+            ctx.cancelled = c.cancelled.map(reason_of);
+            ctx.final_sent = c.final_sent;
+            ctx.got_2xx = c.got_2xx;
+            ctx.cancel_reason = c.cancel_reason.map(Arc::from);
+            ctx.ring_timeout = c.ring_timeout;
+            for (bi, b) in c.branches.into_iter().enumerate() {
+                let client = self.next_id;
+                self.next_id += 1;
+                let mut branch = Branch::new(client, target_of(b.target), b.timer_c);
+                branch.sent_at = b.sent_at;
+                branch.provisional = b.provisional;
+                branch.done = b.done;
+                branch.timed_out = b.timed_out;
+                branch.ring_deadline = b.ring_deadline;
+                branch.cancel = match (b.cancel, b.cancel_reason) {
+                    (1, Some(reason)) => CancelState::Pending(reason_of(reason)),
+                    (2, _) => CancelState::Sent,
+                    _ => CancelState::None,
+                };
+                if !b.done && !b.request.is_empty() {
+                    let sent = Message::parse(Bytes::from(b.request)).ok()?;
+                    let branch_id = sent.branch()?.to_vec();
+                    let dest = Peer::new(branch.target.addr, branch.target.transport);
+                    let cstate = if b.provisional {
+                        ClientInviteState::Proceeding
+                    } else {
+                        ClientInviteState::Calling
+                    };
+                    let cm = ClientInvite::restore(
+                        sent.buffer().clone(),
+                        dest.transport.is_reliable(),
+                        self.cfg.timers,
+                        cstate,
+                    );
+                    clients.push((
+                        client,
+                        ClientKey::new(&branch_id, b"INVITE"),
+                        cm,
+                        dest,
+                        bi,
+                        b.sent_at + t64,
+                    ));
+                    self.timers.push(branch.timer_c, (client, Tag::C));
+                    if let Some(rd) = branch.ring_deadline {
+                        self.timers.push(rd, (client, Tag::Ring));
+                    }
+                    if branch.cancel == CancelState::Sent {
+                        resend_cancels.push(bi);
+                    }
+                }
+                ctx.branches.push(branch);
+            }
+            ctx_out = Some(Box::new(ctx));
+        }
+        let key_hash = branch::key_hash(key.as_bytes());
+        let loop_hash = branch::loop_hash(&request);
+        self.server_keys.insert(key.clone(), id);
+        self.servers.insert(
+            id,
+            ServerTxn {
+                key,
+                machine: ServerMachine::Invite(machine),
+                request,
+                peer,
+                local: r.local.map(|(t, addr)| LocalAddr {
+                    transport: persist::transport_of(t),
+                    addr,
+                }),
+                key_hash,
+                loop_hash,
+                ctx: ctx_out,
+                routing: false,
+                dirty: false,
+                persisted: true,
+            },
+        );
+        for (client, ckey, mut cm, dest, bi, timer_b) in clients {
+            // Timer B from when the INVITE was first sent.
+            let mut out = std::mem::take(&mut self.actions);
+            cm.resume(now, timer_b, &mut out);
+            self.actions = out;
+            self.client_keys.insert(ckey.clone(), client);
+            self.clients.insert(
+                client,
+                ClientTxn {
+                    key: ckey,
+                    machine: ClientMachine::Invite(cm),
+                    server: id,
+                    branch: Some(bi),
+                    dest,
+                },
+            );
+            self.apply_client_actions(now, client);
+        }
+        for bi in resend_cancels {
+            let reason = self
+                .servers
+                .get(&id)
+                .and_then(|s| s.ctx.as_ref())
+                .and_then(|c| c.cancelled.clone())
+                .unwrap_or(CancelReason::NoAnswer);
+            self.send_cancel(now, id, bi, reason);
+        }
+        Some(())
+    }
 }
 
 impl Branch {
@@ -1592,6 +2036,7 @@ impl Branch {
             timed_out: false,
             timer_c,
             ring_deadline: None,
+            sent_at: timer_c,
         }
     }
 }

@@ -11,11 +11,12 @@
 pub mod branch;
 pub mod config;
 mod core;
+pub mod persist;
 pub mod reason;
 pub mod stats;
 
 pub use crate::config::{CancelConfig, CoreConfig, LocalAddr, UnmatchedCancel};
-pub use crate::core::{Output, Peer, Proxy, Transmit, TxnId};
+pub use crate::core::{Output, Peer, Proxy, RestoreReport, Transmit, TxnId};
 pub use crate::reason::{CallerReason, CancelReason, ReasonConfig};
 pub use crate::stats::Stats;
 pub use cairn_transaction::Millis;

@@ -20,4 +20,8 @@ pub struct Stats {
     pub cancelled_while_routing: u64,
     /// Routing lookups started.
     pub lookups: u64,
+    /// Transaction records queued for the store.
+    pub records_written: u64,
+    /// Transactions rebuilt from the store at start.
+    pub records_restored: u64,
 }

@@ -75,6 +75,19 @@ impl ClientInvite {
         out.push(Action::Arm(t, at));
     }
 
+    /// Re-arm the timers of a restored transaction: in Calling, timer A
+    /// (unreliable transports: the request is sent again at once, as a
+    /// retransmission) and timer B at its original deadline.
+    pub fn resume(&mut self, now: Millis, timer_b_at: Millis, out: &mut Vec<Action>) {
+        if self.state == InviteState::Calling {
+            if !self.reliable {
+                out.push(Action::Send(self.request.clone()));
+                self.arm(Timer::A, now + self.timers.t1, out);
+            }
+            self.arm(Timer::B, timer_b_at.max(now), out);
+        }
+    }
+
     pub fn state(&self) -> InviteState {
         self.state
     }

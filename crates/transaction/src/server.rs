@@ -70,6 +70,25 @@ impl ServerInvite {
         out.push(Action::Arm(t, at));
     }
 
+    /// Re-arm the timers of a restored transaction (their original
+    /// deadlines are not kept: each starts again from `now`).
+    pub fn resume(&mut self, now: Millis, out: &mut Vec<Action>) {
+        let t = self.timers;
+        match self.state {
+            InviteState::Completed => {
+                if !self.reliable {
+                    self.arm(Timer::G, now + self.interval, out);
+                }
+                self.arm(Timer::H, now + t.t64(), out);
+            }
+            InviteState::Accepted => self.arm(Timer::L, now + t.t64(), out),
+            InviteState::Confirmed => {
+                self.arm(Timer::I, now + if self.reliable { 0 } else { t.t4 }, out)
+            }
+            _ => {}
+        }
+    }
+
     pub fn state(&self) -> InviteState {
         self.state
     }

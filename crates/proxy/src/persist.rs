@@ -1,0 +1,126 @@
+//! The records that make a proxied INVITE survive a restart.
+//!
+//! One record per INVITE server transaction, written (upserted) whenever
+//! something that matters after a restart changes: a branch was sent, a
+//! branch answered 1xx or a final, a final went upstream, a CANCEL was
+//! sent. It holds everything needed to act as if nothing had happened:
+//! the caller's INVITE and where to answer, and for each branch the exact
+//! request that went out (destination, transport, Request-URI, branch id,
+//! the headers a CANCEL and an ACK need) with its state and deadlines.
+//! Records are encoded with postcard behind a version byte.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// The current record format.
+pub const VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnRecord {
+    /// The server transaction key.
+    pub key: Vec<u8>,
+    /// The caller's INVITE, as received.
+    pub request: Vec<u8>,
+    pub peer: SocketAddr,
+    pub peer_transport: u8,
+    pub local: Option<(u8, SocketAddr)>,
+    /// Server transaction state (see `server_state_code`).
+    pub state: u8,
+    pub last_status: u16,
+    pub last_response: Option<Vec<u8>>,
+    pub ctx: Option<CtxRecord>,
+    /// When the record is of no use any more (unix ms).
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtxRecord {
+    pub parallel: bool,
+    pub failover_codes: Vec<u16>,
+    pub failover_on_timeout: bool,
+    pub targets: Vec<TargetRecord>,
+    pub next_target: u32,
+    pub pop_route: bool,
+    pub strict_ruri: Option<Vec<u8>>,
+    pub record_route: bool,
+    pub branches: Vec<BranchRecord>,
+    pub best: Option<Vec<u8>>,
+    pub challenges: Vec<Vec<u8>>,
+    pub synthetic: Option<u16>,
+    pub cancelled: Option<ReasonRecord>,
+    pub final_sent: bool,
+    pub got_2xx: bool,
+    pub cancel_reason: Option<String>,
+    pub ring_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub addr: SocketAddr,
+    pub transport: u8,
+    pub rewrite_ruri_host: bool,
+    pub name: String,
+    pub index: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchRecord {
+    pub target: TargetRecord,
+    /// The request as sent on this branch (empty when none was sent).
+    pub request: Vec<u8>,
+    pub sent_at: u64,
+    pub provisional: bool,
+    pub done: bool,
+    /// 0 none, 1 pending, 2 sent.
+    pub cancel: u8,
+    pub cancel_reason: Option<ReasonRecord>,
+    pub timed_out: bool,
+    pub timer_c: u64,
+    pub ring_deadline: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReasonRecord {
+    Caller(Vec<Vec<u8>>),
+    CompletedElsewhere,
+    NoAnswer,
+    Final(u16),
+}
+
+/// Encode a record: a version byte, then postcard.
+pub fn encode(r: &TxnRecord) -> Vec<u8> {
+    let out = vec![VERSION];
+    match postcard::to_extend(r, out) {
+        Ok(v) => v,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Decode a record; `None` for another version or a damaged record.
+pub fn decode(b: &[u8]) -> Option<TxnRecord> {
+    match b.split_first() {
+        Some((&VERSION, rest)) => postcard::from_bytes(rest).ok(),
+        _ => None,
+    }
+}
+
+pub(crate) fn transport_code(t: cairn_sip::Transport) -> u8 {
+    match t {
+        cairn_sip::Transport::Udp => 0,
+        cairn_sip::Transport::Tcp => 1,
+        cairn_sip::Transport::Tls => 2,
+        cairn_sip::Transport::Ws => 3,
+        cairn_sip::Transport::Wss => 4,
+    }
+}
+
+pub(crate) fn transport_of(c: u8) -> cairn_sip::Transport {
+    match c {
+        1 => cairn_sip::Transport::Tcp,
+        2 => cairn_sip::Transport::Tls,
+        3 => cairn_sip::Transport::Ws,
+        4 => cairn_sip::Transport::Wss,
+        _ => cairn_sip::Transport::Udp,
+    }
+}
