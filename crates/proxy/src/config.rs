@@ -70,8 +70,12 @@ pub struct CoreConfig {
     /// Largest message accepted.
     pub max_message_size: usize,
     pub cancel: CancelConfig,
-    /// Emit records of proxied INVITEs (durability on).
+    /// Emit records of proxied INVITEs and dialogs (durability on).
     pub persist: bool,
+    /// Track dialogs (early, confirmed; ended by BYE or timeout).
+    pub dialogs: bool,
+    /// How long a confirmed dialog lives without a BYE.
+    pub dialog_timeout: Millis,
 }
 
 impl Default for CoreConfig {
@@ -86,6 +90,8 @@ impl Default for CoreConfig {
             max_message_size: 65535,
             cancel: CancelConfig::default(),
             persist: false,
+            dialogs: false,
+            dialog_timeout: 12 * 3600 * 1000,
         }
     }
 }

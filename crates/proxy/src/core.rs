@@ -24,6 +24,7 @@ use cairn_transaction::{
 
 use crate::branch;
 use crate::config::{CoreConfig, LocalAddr, UnmatchedCancel};
+use crate::dialog::{self, Dialog, DialogState, DialogTable};
 use crate::persist;
 use crate::reason::CancelReason;
 use crate::stats::Stats;
@@ -34,7 +35,9 @@ use cairn_transaction::server::InviteState;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestoreReport {
     pub restored: usize,
-    /// Damaged, expired, of another format, or duplicate.
+    /// Past their deadline: of no use any more.
+    pub expired: usize,
+    /// Damaged, of another format, or duplicate.
     pub skipped: usize,
 }
 
@@ -111,15 +114,16 @@ pub enum Output {
     /// in one poll cycle must be committed to the store before any
     /// `Transmit` drained in the same cycle goes out: that is how no
     /// INVITE leaves before its branch is on record.
-    Persist {
-        key: [u8; 8],
-        value: Vec<u8>,
-        expires_at: Millis,
-    },
+        Persist { space: Space, key: [u8; 8], value: Vec<u8>, expires_at: Millis },
     /// The record is of no use any more.
-    Forget {
-        key: [u8; 8],
-    },
+    Forget { space: Space, key: [u8; 8] },
+}
+
+/// Which kind of record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    Transactions,
+    Dialogs,
 }
 
 /// What routing decided for a new request.
@@ -136,6 +140,8 @@ enum Tag {
     C,
     /// The rule's ring timeout of an INVITE branch.
     Ring,
+    /// The timeout of a dialog (the id is its key).
+    Dialog,
 }
 
 enum ServerMachine {
@@ -214,6 +220,9 @@ struct Context {
     /// The rule's Reason for this call's CANCELs.
     cancel_reason: Option<Arc<str>>,
     ring_timeout: Option<Millis>,
+    /// The rule and destination set that routed the request.
+    rule: Option<Arc<str>>,
+    set: Option<Arc<str>>,
 }
 
 enum ClientMachine {
@@ -250,6 +259,7 @@ pub struct Proxy {
     recent_order: VecDeque<(Millis, ServerKey)>,
     /// Server transactions whose record is to be written.
     dirty: Vec<TxnId>,
+    dialogs: DialogTable,
 }
 
 impl Proxy {
@@ -275,6 +285,7 @@ impl Proxy {
             recent_cancels: AHashMap::new(),
             recent_order: VecDeque::new(),
             dirty: Vec::new(),
+            dialogs: DialogTable::default(),
         }
     }
 
@@ -294,6 +305,11 @@ impl Proxy {
     /// Replace the routing policy (calls in flight keep their routes).
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.policy = policy;
+    }
+
+    /// The routing policy in force.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
     }
 
     pub fn config(&self) -> &CoreConfig {
@@ -380,6 +396,7 @@ impl Proxy {
             match tag {
                 Tag::C => self.on_timer_c(now, id, deadline, false),
                 Tag::Ring => self.on_timer_c(now, id, deadline, true),
+                Tag::Dialog => self.on_dialog_timeout(now, id.to_be_bytes(), deadline),
                 Tag::Txn(t) => {
                     if self.servers.contains_key(&id) {
                         self.server_timer(now, id, t, deadline);
@@ -437,6 +454,12 @@ impl Proxy {
             self.actions = out;
             self.apply_server_actions(now, id);
             return;
+        }
+        if self.cfg.dialogs && msg.method() == Method::Bye {
+            if let (Some(ft), Some(tt)) = (msg.from_tag(), msg.to_tag()) {
+                let k = dialog::key(msg.call_id(), ft, tt);
+                self.end_dialog(k, "BYE");
+            }
         }
         let id = self.new_server(now, key, msg, peer, local);
         self.route_new_request(now, id);
@@ -576,6 +599,8 @@ impl Proxy {
         let mut ctx = Context::new(plan.mode, plan.failover, plan.targets, edits);
         ctx.cancel_reason = plan.cancel_reason;
         ctx.ring_timeout = plan.ring_timeout_ms;
+        ctx.rule = Some(plan.rule);
+        ctx.set = Some(plan.set);
         ctx
     }
 
@@ -1268,6 +1293,9 @@ impl Proxy {
     fn branch_response(&mut self, now: Millis, id: TxnId, bi: usize, msg: Message, code: u16) {
         if code > 100 {
             self.touch(id);
+            if self.cfg.dialogs {
+                self.track_dialog(now, id, bi, &msg, code);
+            }
         }
         let Some(ctx) = self.servers.get_mut(&id).and_then(|s| s.ctx.as_mut()) else {
             return;
@@ -1636,7 +1664,8 @@ impl Proxy {
                     if let Some(s) = self.servers.remove(&id) {
                         self.server_keys.remove(&s.key);
                         if s.persisted {
-                            self.out.push_back(Output::Forget {
+                                                        self.out.push_back(Output::Forget {
+                                space: Space::Transactions,
                                 key: s.key_hash.to_be_bytes(),
                             });
                         }
@@ -1712,6 +1741,7 @@ impl Proxy {
                 s.persisted = true;
                 self.stats.records_written += 1;
                 self.out.push_back(Output::Persist {
+                    space: Space::Transactions,
                     key: s.key_hash.to_be_bytes(),
                     expires_at: r.expires_at,
                     value: persist::encode(&r),
@@ -1812,6 +1842,8 @@ impl Proxy {
                 got_2xx: ctx.got_2xx,
                 cancel_reason: ctx.cancel_reason.as_ref().map(|r| r.to_string()),
                 ring_timeout: ctx.ring_timeout,
+                rule: ctx.rule.as_ref().map(|r| r.to_string()),
+                set: ctx.set.as_ref().map(|r| r.to_string()),
             }),
             expires_at,
         })
@@ -1828,8 +1860,12 @@ impl Proxy {
     ) -> RestoreReport {
         let mut report = RestoreReport::default();
         for raw in records {
-            match persist::decode(raw).and_then(|r| self.restore_one(now, r)) {
-                Some(()) => report.restored += 1,
+            match persist::decode(raw) {
+                Some(r) if r.expires_at <= now => report.expired += 1,
+                Some(r) => match self.restore_one(now, r) {
+                    Some(()) => report.restored += 1,
+                    None => report.skipped += 1,
+                },
                 None => report.skipped += 1,
             }
         }
@@ -1923,6 +1959,8 @@ impl Proxy {
             ctx.got_2xx = c.got_2xx;
             ctx.cancel_reason = c.cancel_reason.map(Arc::from);
             ctx.ring_timeout = c.ring_timeout;
+            ctx.rule = c.rule.map(Arc::from);
+            ctx.set = c.set.map(Arc::from);
             for (bi, b) in c.branches.into_iter().enumerate() {
                 let client = self.next_id;
                 self.next_id += 1;
@@ -2023,6 +2061,135 @@ impl Proxy {
         }
         Some(())
     }
+    // ------------------------------------------------------------------
+    // Dialogs (see dialog.rs)
+    // ------------------------------------------------------------------
+
+    /// The dialogs cairn tracks.
+    pub fn dialogs(&self) -> &DialogTable {
+        &self.dialogs
+    }
+
+    /// A 1xx/2xx/final from branch `bi` of an INVITE: start, confirm or
+    /// end its dialog.
+    fn track_dialog(&mut self, now: Millis, id: TxnId, bi: usize, msg: &Message, code: u16) {
+        if msg.method() != Method::Invite {
+            return;
+        }
+        let (Some(ft), Some(tt)) = (msg.from_tag(), msg.to_tag()) else { return };
+        let Some(s) = self.servers.get(&id) else { return };
+        let Some(ctx) = s.ctx.as_ref() else { return };
+        if !ctx.edits.record_route {
+            // Without Record-Route no BYE would come through here.
+            return;
+        }
+        let Some(b) = ctx.branches.get(bi) else { return };
+        let key = dialog::key(msg.call_id(), ft, tt);
+        if code >= 300 {
+            if self.dialogs.get(&key).is_some_and(|d| d.state == DialogState::Early) {
+                self.end_dialog(key, "final response");
+            }
+            return;
+        }
+        let state = if code >= 200 { DialogState::Confirmed } else { DialogState::Early };
+        let expires_at = now + if state == DialogState::Confirmed { self.cfg.dialog_timeout } else { self.cfg.timer_c + self.cfg.timers.t64() };
+        if let Some(d) = self.dialogs.get_mut(&key) {
+            if d.state == DialogState::Confirmed && state == DialogState::Early {
+                return;
+            }
+            d.state = state;
+            d.updated = now;
+            d.expires_at = expires_at;
+        } else {
+            let d = Dialog {
+                call_id: String::from_utf8_lossy(msg.call_id()).into_owned(),
+                from_tag: String::from_utf8_lossy(ft).into_owned(),
+                to_tag: String::from_utf8_lossy(tt).into_owned(),
+                state,
+                destination: b.target.name.to_string(),
+                destination_addr: b.target.addr,
+                destination_index: b.target.index as u32,
+                set: ctx.set.as_deref().unwrap_or("").to_owned(),
+                rule: ctx.rule.as_deref().unwrap_or("").to_owned(),
+                created: now,
+                updated: now,
+                expires_at,
+            };
+            if self.dialogs.insert(key, d) {
+                self.stats.dialogs_started += 1;
+                self.destination_dialogs(&key, true);
+            }
+        }
+        self.timers.push(expires_at, (u64::from_be_bytes(key), Tag::Dialog));
+        self.persist_dialog(key);
+    }
+
+    fn persist_dialog(&mut self, key: [u8; 8]) {
+        if !self.cfg.persist {
+            return;
+        }
+        if let Some(d) = self.dialogs.get(&key) {
+            self.out.push_back(Output::Persist {
+                space: Space::Dialogs,
+                key,
+                value: dialog::encode(d),
+                expires_at: d.expires_at,
+            });
+        }
+    }
+
+    /// Count a dialog in (or out of) its destination, for the limit.
+    fn destination_dialogs(&self, key: &[u8; 8], started: bool) {
+        let Some(d) = self.dialogs.get(key) else { return };
+        if let Some(dest) = self
+            .policy
+            .destination_set(&d.set)
+            .and_then(|s| s.destinations().get(d.destination_index as usize))
+        {
+            dest.state().dialog_changed(started);
+        }
+    }
+
+    fn end_dialog(&mut self, key: [u8; 8], why: &str) {
+        self.destination_dialogs(&key, false);
+        if let Some(d) = self.dialogs.remove(&key) {
+            debug!(call_id = %d.call_id, why, "dialog ended");
+            self.stats.dialogs_ended += 1;
+            if self.cfg.persist {
+                self.out.push_back(Output::Forget { space: Space::Dialogs, key });
+            }
+        }
+    }
+
+    fn on_dialog_timeout(&mut self, _now: Millis, key: [u8; 8], deadline: Millis) {
+        if self.dialogs.get(&key).is_some_and(|d| d.expires_at == deadline) {
+            self.end_dialog(key, "timeout");
+        }
+    }
+
+    /// Rebuild dialogs from their records (before reading any message).
+    pub fn restore_dialogs<'a>(&mut self, now: Millis, records: impl IntoIterator<Item = &'a [u8]>) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        for raw in records {
+            match dialog::decode(raw) {
+                Some(d) if d.expires_at <= now => report.expired += 1,
+                Some(d) => {
+                    let key = dialog::key(d.call_id.as_bytes(), d.from_tag.as_bytes(), d.to_tag.as_bytes());
+                    let expires_at = d.expires_at;
+                    if self.dialogs.insert(key, d) {
+                        self.destination_dialogs(&key, true);
+                        self.timers.push(expires_at, (u64::from_be_bytes(key), Tag::Dialog));
+                        report.restored += 1;
+                    } else {
+                        report.skipped += 1;
+                    }
+                }
+                None => report.skipped += 1,
+            }
+        }
+        self.stats.dialogs_restored += report.restored as u64;
+        report
+    }
 }
 
 impl Branch {
@@ -2058,6 +2225,8 @@ impl Context {
             got_2xx: false,
             cancel_reason: None,
             ring_timeout: None,
+            rule: None,
+            set: None,
         }
     }
 }

@@ -11,12 +11,13 @@
 pub mod branch;
 pub mod config;
 mod core;
+pub mod dialog;
 pub mod persist;
 pub mod reason;
 pub mod stats;
 
 pub use crate::config::{CancelConfig, CoreConfig, LocalAddr, UnmatchedCancel};
-pub use crate::core::{Output, Peer, Proxy, RestoreReport, Transmit, TxnId};
+pub use crate::core::{Output, Peer, Proxy, RestoreReport, Space, Transmit, TxnId};
 pub use crate::reason::{CallerReason, CancelReason, ReasonConfig};
 pub use crate::stats::Stats;
 pub use cairn_transaction::Millis;

@@ -53,6 +53,8 @@ pub struct CtxRecord {
     pub got_2xx: bool,
     pub cancel_reason: Option<String>,
     pub ring_timeout: Option<u64>,
+    pub rule: Option<String>,
+    pub set: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,4 +24,7 @@ pub struct Stats {
     pub records_written: u64,
     /// Transactions rebuilt from the store at start.
     pub records_restored: u64,
+    pub dialogs_started: u64,
+    pub dialogs_ended: u64,
+    pub dialogs_restored: u64,
 }

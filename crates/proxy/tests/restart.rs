@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_proxy::{CoreConfig, LocalAddr, Output, Peer, Proxy, Transmit};
+use cairn_proxy::{CoreConfig, LocalAddr, Output, Peer, Proxy, Space, Transmit};
 use cairn_routing::{
     Algorithm, DestinationSetConfig, Policy, RoutingConfig, RoutingSection, RuleConfig,
 };
@@ -26,16 +26,15 @@ fn addr(s: &str) -> SocketAddr {
 struct Node {
     proxy: Proxy,
     store: BTreeMap<[u8; 8], Vec<u8>>,
+    dialogs: BTreeMap<[u8; 8], Vec<u8>>,
     now: u64,
 }
 
 fn new_proxy(algorithm: Algorithm) -> Proxy {
+    let mut set = DestinationSetConfig::new("gw", algorithm, &[&format!("sip:{GW1}"), &format!("sip:{GW2}")]);
+    set.destinations[0].max_dialogs = Some(1);
     let cfg = RoutingConfig {
-        destination_sets: vec![DestinationSetConfig::new(
-            "gw",
-            algorithm,
-            &[&format!("sip:{GW1}"), &format!("sip:{GW2}")],
-        )],
+        destination_sets: vec![set],
         rules: vec![RuleConfig {
             name: "all".into(),
             destination_set: Some("gw".into()),
@@ -49,6 +48,7 @@ fn new_proxy(algorithm: Algorithm) -> Proxy {
             addr: addr(PROXY),
         }],
         persist: true,
+        dialogs: true,
         timers: cairn_transaction::Timers {
             t1: 50,
             t2: 400,
@@ -64,6 +64,7 @@ impl Node {
         Node {
             proxy: new_proxy(algorithm),
             store: BTreeMap::new(),
+            dialogs: BTreeMap::new(),
             now: 1_000_000,
         }
     }
@@ -76,11 +77,17 @@ impl Node {
         while let Some(o) = self.proxy.poll_output() {
             match o {
                 Output::Transmit(t) => sends.push(t),
-                Output::Persist { key, value, .. } => {
+                Output::Persist { space: Space::Transactions, key, value, .. } => {
                     self.store.insert(key, value);
                 }
-                Output::Forget { key } => {
+                Output::Forget { space: Space::Transactions, key } => {
                     self.store.remove(&key);
+                }
+                Output::Persist { space: Space::Dialogs, key, value, .. } => {
+                    self.dialogs.insert(key, value);
+                }
+                Output::Forget { space: Space::Dialogs, key } => {
+                    self.dialogs.remove(&key);
                 }
                 Output::Lookup { .. } => panic!("no lookups here"),
             }
@@ -143,7 +150,10 @@ impl Node {
             .proxy
             .restore(self.now, records.iter().map(|v| v.as_slice()));
         assert_eq!(report.skipped, 0);
-        assert_eq!(report.restored, self.store.len());
+        assert_eq!(report.restored + report.expired, self.store.len());
+        let dialogs: Vec<Vec<u8>> = self.dialogs.values().cloned().collect();
+        let report = self.proxy.restore_dialogs(self.now, dialogs.iter().map(|v| v.as_slice()));
+        assert_eq!((report.restored + report.expired, report.skipped), (self.dialogs.len(), 0));
     }
 }
 
@@ -346,4 +356,51 @@ fn damaged_records_are_skipped() {
     let mut p = new_proxy(Algorithm::RoundRobin);
     let report = p.restore(1_000, [&b"\x01garbage"[..], b"", b"\x09other-version"]);
     assert_eq!((report.restored, report.skipped), (0, 3));
+}
+
+fn in_dialog(method: &str, call: &str, cseq: u32, to_tag: &str) -> String {
+    format!("{method} sip:gw@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bK-{call}-{cseq};rport\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=a1\r\nTo: <sip:bob@example.com>;tag={to_tag}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n")
+}
+
+#[test]
+fn dialogs_survive_a_restart_and_end_by_bye() {
+    let mut n = Node::new(Algorithm::RoundRobin);
+    let out = n.send(CALLER, &invite("d1"));
+    let (dest, inv) = invites_to(&out).pop().unwrap();
+    n.send(&dest.to_string(), &reply(&inv, 180, "gd"));
+    assert_eq!(n.proxy.dialogs().len(), 1, "early dialog");
+    n.send(&dest.to_string(), &reply(&inv, 200, "gd"));
+    let d = n.proxy.dialogs().iter().next().unwrap().clone();
+    assert_eq!(d.state, cairn_proxy::dialog::DialogState::Confirmed);
+    assert_eq!(d.destination_addr, dest);
+    assert_eq!(n.proxy.dialogs().per_destination().collect::<Vec<_>>(), vec![(d.destination.as_str(), 1)]);
+    n.send(CALLER, &in_dialog("ACK", "d1", 1, "gd"));
+    n.restart(Algorithm::RoundRobin, 5_000);
+    assert_eq!(n.proxy.dialogs().len(), 1, "listed after the restart");
+    let out = n.send(CALLER, &in_dialog("BYE", "d1", 2, "gd"));
+    let bye = out.iter().find(|t| t.dest == dest).map(parse).expect("BYE routed to the gateway");
+    assert_eq!(bye.method(), Method::Bye);
+    assert_eq!(n.proxy.dialogs().len(), 0, "the BYE ends it");
+    assert!(n.dialogs.is_empty(), "and its record");
+}
+
+#[test]
+fn a_full_destination_is_skipped() {
+    let mut n = Node::new(Algorithm::Priority);
+    let out = n.send(CALLER, &invite("m1"));
+    let (dest, inv) = invites_to(&out).pop().unwrap();
+    assert_eq!(dest, addr(GW1));
+    n.send(GW1, &reply(&inv, 200, "g1"));
+    assert_eq!(n.proxy.dialogs().len(), 1);
+    let d = n.proxy.dialogs().iter().next().unwrap();
+    assert_eq!((d.set.as_str(), d.destination_index), ("gw", 0));
+    let st = n.proxy.policy().destination_set("gw").unwrap().destinations()[0].state();
+    assert_eq!(st.dialogs(), 1);
+    // GW1 allows one dialog: the next call goes to GW2 although GW1 has priority.
+    let out = n.send(CALLER, &invite("m2"));
+    assert_eq!(invites_to(&out).pop().unwrap().0, addr(GW2));
+    // After the BYE, GW1 takes calls again.
+    n.send(CALLER, &in_dialog("BYE", "m1", 2, "g1"));
+    let out = n.send(CALLER, &invite("m3"));
+    assert_eq!(invites_to(&out).pop().unwrap().0, addr(GW1));
 }

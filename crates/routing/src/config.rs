@@ -98,6 +98,10 @@ pub struct DestinationConfig {
     /// Overrides the set's `rewrite_ruri_host`.
     #[serde(default)]
     pub rewrite_ruri_host: Option<bool>,
+    /// Most dialogs at once with this destination (needs dialog tracking);
+    /// a full destination is skipped by every algorithm. Default: no limit.
+    #[serde(default)]
+    pub max_dialogs: Option<u32>,
 }
 
 impl DestinationConfig {
@@ -109,6 +113,7 @@ impl DestinationConfig {
             priority: 0,
             transport: None,
             rewrite_ruri_host: None,
+            max_dialogs: None,
         }
     }
 }
@@ -152,6 +157,54 @@ pub struct RuleConfig {
     /// Action: answer with this response.
     #[serde(default)]
     pub respond: Option<ResponseConfig>,
+    /// Action: ask an HTTP service for the destinations.
+    #[serde(default)]
+    pub lookup: Option<LookupConfig>,
+    /// The Reason header value (RFC 3326) of every CANCEL cairn sends for the calls of
+    /// this rule, e.g. `SIP;cause=480;text="Try later"`. A caller's own Reason is still
+    /// kept when `cancel.caller_reason = "preserve"`.
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
+    /// No-answer time of each branch, in milliseconds: a branch without a final response
+    /// this long after it was sent is CANCELed (Reason 480) and the call fails over.
+    #[serde(default)]
+    pub ring_timeout_ms: Option<u64>,
+}
+
+/// `rule.lookup`: ask an external HTTP service where to send the request.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    /// `http://HOST[:PORT][/PATH]` (plain HTTP/1.1, no TLS).
+    pub url: String,
+    /// How long to wait for the answer. Default 1000.
+    #[serde(default = "default_lookup_timeout")]
+    pub timeout_ms: u64,
+    /// The destination set to use when the lookup fails (timeout, error, invalid answer).
+    #[serde(default)]
+    pub fallback: Option<String>,
+    /// The response when the lookup fails and there is no fallback. Default 503.
+    #[serde(default)]
+    pub failure: Option<ResponseConfig>,
+}
+
+impl LookupConfig {
+    /// A lookup with the default timeout, no fallback and the default failure response.
+    pub fn new(url: &str) -> LookupConfig {
+        LookupConfig {
+            url: url.to_owned(),
+            timeout_ms: default_lookup_timeout(),
+            fallback: None,
+            failure: None,
+        }
+    }
+}
+
+/// The default `lookup.timeout_ms`.
+pub const DEFAULT_LOOKUP_TIMEOUT_MS: u64 = 1000;
+
+fn default_lookup_timeout() -> u64 {
+    DEFAULT_LOOKUP_TIMEOUT_MS
 }
 
 /// A final response cairn sends itself: `{ code = 403, reason = "Forbidden" }`.

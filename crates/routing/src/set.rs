@@ -21,12 +21,44 @@ use crate::uri::parse_destination_uri;
 #[derive(Debug)]
 pub struct DestinationState {
     up: AtomicBool,
+    /// Dialogs the proxy holds with this destination now.
+    dialogs: AtomicUsize,
+    /// `max_dialogs`: a destination with this many dialogs is full.
+    max_dialogs: Option<usize>,
 }
 
 impl DestinationState {
-    fn new() -> DestinationState {
+    fn new(max_dialogs: Option<usize>) -> DestinationState {
         DestinationState {
             up: AtomicBool::new(true),
+            dialogs: AtomicUsize::new(0),
+            max_dialogs,
+        }
+    }
+
+    /// Whether the destination is up and not full: only then is it offered.
+    pub fn is_available(&self) -> bool {
+        self.is_up() && self.max_dialogs.is_none_or(|m| self.dialogs() < m)
+    }
+
+    /// Dialogs held with the destination now.
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.load(Ordering::Relaxed)
+    }
+
+    /// The configured dialog limit.
+    pub fn max_dialogs(&self) -> Option<usize> {
+        self.max_dialogs
+    }
+
+    /// A dialog with the destination started (`true`) or ended.
+    pub fn dialog_changed(&self, started: bool) {
+        if started {
+            self.dialogs.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .dialogs
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         }
     }
 
@@ -185,7 +217,7 @@ impl DestinationSet {
                 weight: d.weight,
                 priority: d.priority,
                 rewrite_ruri_host: d.rewrite_ruri_host.unwrap_or(cfg.rewrite_ruri_host),
-                state: DestinationState::new(),
+                state: DestinationState::new(d.max_dialogs.map(|m| m as usize)),
             });
         }
         if cfg.algorithm == Algorithm::WeightedRandom && destinations.iter().all(|d| d.weight == 0)
@@ -226,7 +258,7 @@ impl DestinationSet {
         let n = self.destinations.len();
         for k in 0..n {
             let i = (start + k) % n;
-            if self.destinations[i].state.is_up() {
+            if self.destinations[i].state.is_available() {
                 out.push(self.target(i));
             }
         }
@@ -248,7 +280,7 @@ impl DestinationSet {
             }
             Algorithm::Priority => {
                 for &i in self.by_priority.iter() {
-                    if self.destinations[i].state.is_up() {
+                    if self.destinations[i].state.is_available() {
                         out.push(self.target(i));
                     }
                 }
@@ -267,7 +299,7 @@ impl DestinationSet {
         let weight = |t: &Target| u64::from(self.destinations[t.index].weight);
         let mut total = 0u64;
         for (i, d) in self.destinations.iter().enumerate() {
-            if d.weight > 0 && d.state.is_up() {
+            if d.weight > 0 && d.state.is_available() {
                 total += u64::from(d.weight);
                 out.push(self.target(i));
             }
@@ -284,7 +316,7 @@ impl DestinationSet {
             out.swap(pos, j);
         }
         for (i, d) in self.destinations.iter().enumerate() {
-            if d.weight == 0 && d.state.is_up() {
+            if d.weight == 0 && d.state.is_available() {
                 out.push(self.target(i));
             }
         }
