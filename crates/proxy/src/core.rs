@@ -31,6 +31,37 @@ use crate::stats::Stats;
 use cairn_transaction::client::InviteState as ClientInviteState;
 use cairn_transaction::server::InviteState;
 
+/// A transaction in flight, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TxnInfo {
+    pub call_id: String,
+    pub method: String,
+    pub request_uri: String,
+    pub source: String,
+    pub transport: &'static str,
+    pub state: String,
+    pub last_status: u16,
+    /// A routing lookup is running.
+    pub routing: bool,
+    pub cancelled: bool,
+    /// A record of it is in the store.
+    pub persisted: bool,
+    pub branches: Vec<BranchInfo>,
+}
+
+/// One branch of a transaction in flight.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BranchInfo {
+    pub destination: String,
+    pub address: String,
+    pub transport: &'static str,
+    /// calling, ringing or done.
+    pub state: &'static str,
+    /// none, pending (waits for a 1xx) or sent.
+    pub cancel: &'static str,
+    pub age_ms: u64,
+}
+
 /// What [`Proxy::restore`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RestoreReport {
@@ -114,9 +145,17 @@ pub enum Output {
     /// in one poll cycle must be committed to the store before any
     /// `Transmit` drained in the same cycle goes out: that is how no
     /// INVITE leaves before its branch is on record.
-        Persist { space: Space, key: [u8; 8], value: Vec<u8>, expires_at: Millis },
+    Persist {
+        space: Space,
+        key: [u8; 8],
+        value: Vec<u8>,
+        expires_at: Millis,
+    },
     /// The record is of no use any more.
-    Forget { space: Space, key: [u8; 8] },
+    Forget {
+        space: Space,
+        key: [u8; 8],
+    },
 }
 
 /// Which kind of record.
@@ -142,6 +181,9 @@ enum Tag {
     Ring,
     /// The timeout of a dialog (the id is its key).
     Dialog,
+    /// 64*T1 after a CANCEL went to an INVITE branch: if no final came,
+    /// the branch is over (RFC 3261 9.1).
+    CancelWait,
 }
 
 enum ServerMachine {
@@ -396,6 +438,7 @@ impl Proxy {
             match tag {
                 Tag::C => self.on_timer_c(now, id, deadline, false),
                 Tag::Ring => self.on_timer_c(now, id, deadline, true),
+                Tag::CancelWait => self.on_cancel_wait(now, id),
                 Tag::Dialog => self.on_dialog_timeout(now, id.to_be_bytes(), deadline),
                 Tag::Txn(t) => {
                     if self.servers.contains_key(&id) {
@@ -1191,6 +1234,8 @@ impl Proxy {
         };
         b.cancel = CancelState::Sent;
         let client_id = b.client;
+        self.timers
+            .push(now + self.cfg.timers.t64(), (client_id, Tag::CancelWait));
         self.touch(id);
         let Some(c) = self.clients.get(&client_id) else {
             return;
@@ -1566,6 +1611,26 @@ impl Proxy {
         }
     }
 
+    /// A CANCELed branch gave no final within 64*T1 (RFC 3261 9.1): it is
+    /// over, the caller is not kept waiting for a 487 that never comes.
+    fn on_cancel_wait(&mut self, now: Millis, cid: TxnId) {
+        let Some(c) = self.clients.get_mut(&cid) else {
+            return;
+        };
+        let ClientMachine::Invite(m) = &mut c.machine else {
+            return;
+        };
+        let owner = (c.server, c.branch);
+        let mut out = std::mem::take(&mut self.actions);
+        m.terminate(&mut out);
+        self.actions = out;
+        self.apply_client_actions(now, cid);
+        if let (server, Some(bi)) = owner {
+            debug!(server, bi, "cancelled branch gave no final response: ended");
+            self.branch_failed(now, server, bi, Failure::Timeout);
+        }
+    }
+
     /// Timer C (16.8): CANCEL a branch that rang too long; a branch that
     /// never answered is ended as a timeout.
     fn on_timer_c(&mut self, now: Millis, cid: TxnId, deadline: Millis, ring: bool) {
@@ -1664,7 +1729,7 @@ impl Proxy {
                     if let Some(s) = self.servers.remove(&id) {
                         self.server_keys.remove(&s.key);
                         if s.persisted {
-                                                        self.out.push_back(Output::Forget {
+                            self.out.push_back(Output::Forget {
                                 space: Space::Transactions,
                                 key: s.key_hash.to_be_bytes(),
                             });
@@ -2076,23 +2141,42 @@ impl Proxy {
         if msg.method() != Method::Invite {
             return;
         }
-        let (Some(ft), Some(tt)) = (msg.from_tag(), msg.to_tag()) else { return };
-        let Some(s) = self.servers.get(&id) else { return };
+        let (Some(ft), Some(tt)) = (msg.from_tag(), msg.to_tag()) else {
+            return;
+        };
+        let Some(s) = self.servers.get(&id) else {
+            return;
+        };
         let Some(ctx) = s.ctx.as_ref() else { return };
         if !ctx.edits.record_route {
             // Without Record-Route no BYE would come through here.
             return;
         }
-        let Some(b) = ctx.branches.get(bi) else { return };
+        let Some(b) = ctx.branches.get(bi) else {
+            return;
+        };
         let key = dialog::key(msg.call_id(), ft, tt);
         if code >= 300 {
-            if self.dialogs.get(&key).is_some_and(|d| d.state == DialogState::Early) {
+            if self
+                .dialogs
+                .get(&key)
+                .is_some_and(|d| d.state == DialogState::Early)
+            {
                 self.end_dialog(key, "final response");
             }
             return;
         }
-        let state = if code >= 200 { DialogState::Confirmed } else { DialogState::Early };
-        let expires_at = now + if state == DialogState::Confirmed { self.cfg.dialog_timeout } else { self.cfg.timer_c + self.cfg.timers.t64() };
+        let state = if code >= 200 {
+            DialogState::Confirmed
+        } else {
+            DialogState::Early
+        };
+        let expires_at = now
+            + if state == DialogState::Confirmed {
+                self.cfg.dialog_timeout
+            } else {
+                self.cfg.timer_c + self.cfg.timers.t64()
+            };
         if let Some(d) = self.dialogs.get_mut(&key) {
             if d.state == DialogState::Confirmed && state == DialogState::Early {
                 return;
@@ -2120,7 +2204,8 @@ impl Proxy {
                 self.destination_dialogs(&key, true);
             }
         }
-        self.timers.push(expires_at, (u64::from_be_bytes(key), Tag::Dialog));
+        self.timers
+            .push(expires_at, (u64::from_be_bytes(key), Tag::Dialog));
         self.persist_dialog(key);
     }
 
@@ -2140,7 +2225,9 @@ impl Proxy {
 
     /// Count a dialog in (or out of) its destination, for the limit.
     fn destination_dialogs(&self, key: &[u8; 8], started: bool) {
-        let Some(d) = self.dialogs.get(key) else { return };
+        let Some(d) = self.dialogs.get(key) else {
+            return;
+        };
         if let Some(dest) = self
             .policy
             .destination_set(&d.set)
@@ -2156,29 +2243,45 @@ impl Proxy {
             debug!(call_id = %d.call_id, why, "dialog ended");
             self.stats.dialogs_ended += 1;
             if self.cfg.persist {
-                self.out.push_back(Output::Forget { space: Space::Dialogs, key });
+                self.out.push_back(Output::Forget {
+                    space: Space::Dialogs,
+                    key,
+                });
             }
         }
     }
 
     fn on_dialog_timeout(&mut self, _now: Millis, key: [u8; 8], deadline: Millis) {
-        if self.dialogs.get(&key).is_some_and(|d| d.expires_at == deadline) {
+        if self
+            .dialogs
+            .get(&key)
+            .is_some_and(|d| d.expires_at == deadline)
+        {
             self.end_dialog(key, "timeout");
         }
     }
 
     /// Rebuild dialogs from their records (before reading any message).
-    pub fn restore_dialogs<'a>(&mut self, now: Millis, records: impl IntoIterator<Item = &'a [u8]>) -> RestoreReport {
+    pub fn restore_dialogs<'a>(
+        &mut self,
+        now: Millis,
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> RestoreReport {
         let mut report = RestoreReport::default();
         for raw in records {
             match dialog::decode(raw) {
                 Some(d) if d.expires_at <= now => report.expired += 1,
                 Some(d) => {
-                    let key = dialog::key(d.call_id.as_bytes(), d.from_tag.as_bytes(), d.to_tag.as_bytes());
+                    let key = dialog::key(
+                        d.call_id.as_bytes(),
+                        d.from_tag.as_bytes(),
+                        d.to_tag.as_bytes(),
+                    );
                     let expires_at = d.expires_at;
                     if self.dialogs.insert(key, d) {
                         self.destination_dialogs(&key, true);
-                        self.timers.push(expires_at, (u64::from_be_bytes(key), Tag::Dialog));
+                        self.timers
+                            .push(expires_at, (u64::from_be_bytes(key), Tag::Dialog));
                         report.restored += 1;
                     } else {
                         report.skipped += 1;
@@ -2189,6 +2292,66 @@ impl Proxy {
         }
         self.stats.dialogs_restored += report.restored as u64;
         report
+    }
+    // ------------------------------------------------------------------
+    // Introspection (the admin API)
+    // ------------------------------------------------------------------
+
+    /// What is in flight: one entry per server transaction that is being
+    /// proxied (the caller's side and every branch).
+    pub fn transactions_snapshot(&self, now: Millis) -> Vec<TxnInfo> {
+        let mut v: Vec<TxnInfo> = self
+            .servers
+            .values()
+            .map(|s| {
+                let state = match &s.machine {
+                    ServerMachine::Invite(m) => format!("{:?}", m.state()),
+                    ServerMachine::NonInvite(m) => format!("{:?}", m.state()),
+                };
+                let branches = s
+                    .ctx
+                    .iter()
+                    .flat_map(|c| c.branches.iter())
+                    .map(|b| BranchInfo {
+                        destination: b.target.name.to_string(),
+                        address: b.target.addr.to_string(),
+                        transport: b.target.transport.name(),
+                        state: if b.done {
+                            "done"
+                        } else if b.provisional {
+                            "ringing"
+                        } else {
+                            "calling"
+                        },
+                        cancel: match b.cancel {
+                            CancelState::None => "none",
+                            CancelState::Pending(_) => "pending",
+                            CancelState::Sent => "sent",
+                        },
+                        age_ms: now.saturating_sub(b.sent_at),
+                    })
+                    .collect();
+                TxnInfo {
+                    call_id: String::from_utf8_lossy(s.request.call_id()).into_owned(),
+                    method: String::from_utf8_lossy(s.request.method_bytes()).into_owned(),
+                    request_uri: String::from_utf8_lossy(s.request.request_uri_bytes())
+                        .into_owned(),
+                    source: s.peer.addr.to_string(),
+                    transport: s.peer.transport.name(),
+                    state,
+                    last_status: match &s.machine {
+                        ServerMachine::Invite(m) => m.last_status(),
+                        ServerMachine::NonInvite(m) => m.last_status(),
+                    },
+                    routing: s.routing,
+                    cancelled: s.ctx.as_ref().is_some_and(|c| c.cancelled.is_some()),
+                    persisted: s.persisted,
+                    branches,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+        v
     }
 }
 

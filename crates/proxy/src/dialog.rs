@@ -41,7 +41,11 @@ pub struct Dialog {
 /// The key of a dialog, the same from both ends: Call-ID and the two tags
 /// in a fixed order.
 pub fn key(call_id: &[u8], tag_a: &[u8], tag_b: &[u8]) -> [u8; 8] {
-    let (a, b) = if tag_a <= tag_b { (tag_a, tag_b) } else { (tag_b, tag_a) };
+    let (a, b) = if tag_a <= tag_b {
+        (tag_a, tag_b)
+    } else {
+        (tag_b, tag_a)
+    };
     let mut h = crate::branch::Fnv::default();
     h.write(b"dialog").write(call_id).write(a).write(b);
     h.finish().to_be_bytes()
@@ -101,7 +105,10 @@ impl DialogTable {
         if self.dialogs.contains_key(&key) {
             return false;
         }
-        *self.per_destination.entry(Arc::from(d.destination.as_str())).or_default() += 1;
+        *self
+            .per_destination
+            .entry(Arc::from(d.destination.as_str()))
+            .or_default() += 1;
         *self.per_rule.entry(Arc::from(d.rule.as_str())).or_default() += 1;
         self.dialogs.insert(key, d);
         true
@@ -113,7 +120,10 @@ impl DialogTable {
 
     pub(crate) fn remove(&mut self, key: &[u8; 8]) -> Option<Dialog> {
         let d = self.dialogs.remove(key)?;
-        for (map, name) in [(&mut self.per_destination, &d.destination), (&mut self.per_rule, &d.rule)] {
+        for (map, name) in [
+            (&mut self.per_destination, &d.destination),
+            (&mut self.per_rule, &d.rule),
+        ] {
             if let Some(n) = map.get_mut(name.as_str()) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {

@@ -17,7 +17,9 @@ pub mod reason;
 pub mod stats;
 
 pub use crate::config::{CancelConfig, CoreConfig, LocalAddr, UnmatchedCancel};
-pub use crate::core::{Output, Peer, Proxy, RestoreReport, Space, Transmit, TxnId};
+pub use crate::core::{
+    BranchInfo, Output, Peer, Proxy, RestoreReport, Space, Transmit, TxnId, TxnInfo,
+};
 pub use crate::reason::{CallerReason, CancelReason, ReasonConfig};
 pub use crate::stats::Stats;
 pub use cairn_transaction::Millis;

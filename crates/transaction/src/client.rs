@@ -140,7 +140,9 @@ impl ClientInvite {
                 }
                 Disposition::Pass
             }
-            (Accepted, 200..=299) => Disposition::Pass,
+            // A 2xx from another fork downstream, after this branch's
+            // non-2xx: every 2xx goes up (RFC 3261 16.7 item 4).
+            (Accepted | Completed, 200..=299) => Disposition::Pass,
             (Completed, 300..=699) => {
                 if let Some(ack) = &self.ack {
                     out.push(Action::Send(ack.clone()));
