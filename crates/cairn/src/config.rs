@@ -10,9 +10,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use cairn_proxy::{CallerReason, CancelConfig, ReasonConfig, UnmatchedCancel};
 use cairn_routing::{
-    BuildError, DestinationSetConfig, Host, KeyPath, PathSegment, Policy, RoutingConfig,
-    RoutingSection, RuleConfig,
+    check_reason_value, BuildError, DestinationSetConfig, Host, KeyPath, PathSegment, Policy,
+    RoutingConfig, RoutingSection, RuleConfig,
 };
 use cairn_sip::Transport;
 use serde::Deserialize;
@@ -25,6 +28,8 @@ pub struct Config {
     pub listen: Vec<Listen>,
     pub proxy: ProxyConfig,
     pub timers: Timers,
+    /// `[cancel]`: CANCEL handling and the Reason values of the CANCELs cairn sends.
+    pub cancel: CancelConfig,
     /// The compiled `[[destination_set]]`, `[[rule]]` and `[routing]` sections.
     pub routing: Policy,
 }
@@ -170,6 +175,8 @@ struct RawConfig {
     #[serde(default)]
     timers: RawTimers,
     #[serde(default)]
+    cancel: RawCancel,
+    #[serde(default)]
     destination_set: Vec<DestinationSetConfig>,
     #[serde(default)]
     rule: Vec<RuleConfig>,
@@ -239,6 +246,53 @@ impl Default for RawTimers {
         }
     }
 }
+
+/// `[cancel]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCancel {
+    unmatched: RawUnmatched,
+    unmatched_memory: u64,
+    unmatched_window_ms: u64,
+    caller_reason: RawCallerReason,
+    reason_originator: String,
+    reason_no_answer: String,
+    reason_completed_elsewhere: String,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawUnmatched {
+    #[serde(rename = "reply_481")]
+    Reply481,
+    Forward,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum RawCallerReason {
+    Preserve,
+    Replace,
+    Drop,
+}
+
+impl Default for RawCancel {
+    fn default() -> Self {
+        let d = CancelConfig::default();
+        RawCancel {
+            unmatched: RawUnmatched::Reply481,
+            unmatched_memory: d.unmatched_memory as u64,
+            unmatched_window_ms: d.unmatched_window,
+            caller_reason: RawCallerReason::Preserve,
+            reason_originator: d.reasons.originator.to_string(),
+            reason_no_answer: d.reasons.no_answer.to_string(),
+            reason_completed_elsewhere: d.reasons.completed_elsewhere.to_string(),
+        }
+    }
+}
+
+/// The most unmatched CANCELs `cancel.unmatched_memory` may ask to remember.
+const MAX_UNMATCHED_MEMORY: u64 = 10_000_000;
 
 const MIN_MESSAGE_SIZE: u64 = 1024;
 const MAX_MESSAGE_SIZE: u64 = 16 * 1024 * 1024;
@@ -325,6 +379,7 @@ impl RawConfig {
         let listen = check_listen(&self.listen)?;
         let proxy = check_proxy(self.proxy)?;
         let timers = check_timers(&self.timers)?;
+        let cancel = check_cancel(&self.cancel)?;
         // Which destinations set the `transport` key (for naming the key in errors).
         let explicit: Vec<Vec<bool>> = self
             .destination_set
@@ -347,6 +402,7 @@ impl RawConfig {
             listen,
             proxy,
             timers,
+            cancel,
             routing,
         })
     }
@@ -519,6 +575,53 @@ fn check_timers(raw: &RawTimers) -> Result<Timers, BuildError> {
         t2: Duration::from_millis(raw.t2_ms),
         t4: Duration::from_millis(raw.t4_ms),
         timer_c: Duration::from_millis(raw.timer_c_ms),
+    })
+}
+
+fn check_cancel(raw: &RawCancel) -> Result<CancelConfig, BuildError> {
+    let path = KeyPath::root("cancel");
+    if raw.unmatched_memory > MAX_UNMATCHED_MEMORY {
+        return Err(err(
+            path.key("unmatched_memory"),
+            format!(
+                "{} is out of range: expected 0 to {MAX_UNMATCHED_MEMORY} entries",
+                raw.unmatched_memory
+            ),
+        ));
+    }
+    if raw.unmatched_window_ms == 0 || raw.unmatched_window_ms > MAX_TIMER_MS {
+        return Err(err(
+            path.key("unmatched_window_ms"),
+            format!(
+                "{} is out of range: expected 1 to {MAX_TIMER_MS} (one day)",
+                raw.unmatched_window_ms
+            ),
+        ));
+    }
+    let reason = |key: &str, v: &str| -> Result<Arc<str>, BuildError> {
+        check_reason_value(v).map_err(|m| err(path.key(key), m))?;
+        Ok(Arc::from(v.trim()))
+    };
+    Ok(CancelConfig {
+        unmatched: match raw.unmatched {
+            RawUnmatched::Reply481 => UnmatchedCancel::Reply481,
+            RawUnmatched::Forward => UnmatchedCancel::Forward,
+        },
+        unmatched_memory: raw.unmatched_memory as usize,
+        unmatched_window: raw.unmatched_window_ms,
+        reasons: ReasonConfig {
+            caller: match raw.caller_reason {
+                RawCallerReason::Preserve => CallerReason::Preserve,
+                RawCallerReason::Replace => CallerReason::Replace,
+                RawCallerReason::Drop => CallerReason::Drop,
+            },
+            originator: reason("reason_originator", &raw.reason_originator)?,
+            no_answer: reason("reason_no_answer", &raw.reason_no_answer)?,
+            completed_elsewhere: reason(
+                "reason_completed_elsewhere",
+                &raw.reason_completed_elsewhere,
+            )?,
+        },
     })
 }
 
@@ -915,7 +1018,7 @@ no_match = { code = 480 }
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\nrespond = { code = 403, reason = \"Forbidden\" }\n"),
             "rule[0]",
-            "set destination_set or respond, not both",
+            "set destination_set, respond or lookup, not both destination_set and respond",
         );
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\nmethods = [\"INVITE\"]\n"),
@@ -1008,6 +1111,172 @@ no_match = { code = 480 }
         ));
         assert!(e.message.contains("duplicate key"), "{e}");
         assert_eq!(e.location.map(|l| l.0), Some(6));
+    }
+
+    #[test]
+    fn cancel_defaults() {
+        let c = ok(MINIMAL);
+        let d = CancelConfig::default();
+        assert_eq!(c.cancel.unmatched, UnmatchedCancel::Reply481);
+        assert_eq!(c.cancel.unmatched_memory, 10_000);
+        assert_eq!(c.cancel.unmatched_window, 32_000);
+        assert_eq!(c.cancel.reasons, d.reasons);
+        assert_eq!(c.cancel.reasons.caller, CallerReason::Preserve);
+        assert_eq!(
+            &*c.cancel.reasons.no_answer,
+            "SIP;cause=480;text=\"NO_ANSWER\""
+        );
+        assert_eq!(
+            &*c.cancel.reasons.completed_elsewhere,
+            "SIP;cause=200;text=\"Call completed elsewhere\""
+        );
+        assert_eq!(
+            &*c.cancel.reasons.originator,
+            "SIP;cause=487;text=\"ORIGINATOR_CANCEL\""
+        );
+    }
+
+    #[test]
+    fn cancel_section() {
+        let c = ok(&format!(
+            "{MINIMAL}[cancel]\nunmatched = \"forward\"\nunmatched_memory = 0\nunmatched_window_ms = 5000\n\
+             caller_reason = \"drop\"\nreason_originator = \"SIP;cause=487;text=\\\"Bye\\\"\"\n\
+             reason_no_answer = \"Q.850;cause=19\"\n\
+             reason_completed_elsewhere = \"SIP;cause=200;text=\\\"Elsewhere\\\", Q.850;cause=26\"\n"
+        ));
+        assert_eq!(c.cancel.unmatched, UnmatchedCancel::Forward);
+        assert_eq!(c.cancel.unmatched_memory, 0);
+        assert_eq!(c.cancel.unmatched_window, 5000);
+        assert_eq!(c.cancel.reasons.caller, CallerReason::Drop);
+        assert_eq!(&*c.cancel.reasons.originator, "SIP;cause=487;text=\"Bye\"");
+        assert_eq!(&*c.cancel.reasons.no_answer, "Q.850;cause=19");
+        assert_eq!(
+            &*c.cancel.reasons.completed_elsewhere,
+            "SIP;cause=200;text=\"Elsewhere\", Q.850;cause=26"
+        );
+        for (v, want) in [
+            ("preserve", CallerReason::Preserve),
+            ("replace", CallerReason::Replace),
+        ] {
+            let c = ok(&format!("{MINIMAL}[cancel]\ncaller_reason = \"{v}\"\n"));
+            assert_eq!(c.cancel.reasons.caller, want);
+        }
+        let c = ok(&format!("{MINIMAL}[cancel]\nunmatched = \"reply_481\"\n"));
+        assert_eq!(c.cancel.unmatched, UnmatchedCancel::Reply481);
+    }
+
+    #[test]
+    fn bad_cancel_section() {
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nunmatched = \"drop\"\n"),
+            "cancel.unmatched",
+            "unknown variant `drop`, expected `reply_481` or `forward`",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\ncaller_reason = \"keep\"\n"),
+            "cancel.caller_reason",
+            "expected one of `preserve`, `replace`, `drop`",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nunmatched_window_ms = 0\n"),
+            "cancel.unmatched_window_ms",
+            "out of range",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nunmatched_memory = 10000001\n"),
+            "cancel.unmatched_memory",
+            "out of range",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nunmatched_memory = -1\n"),
+            "cancel.unmatched_memory",
+            "invalid value",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nreason_no_answer = \"SIP;cause=480\\r\\nX-Evil: 1\"\n"),
+            "cancel.reason_no_answer",
+            "line breaks",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nreason_originator = \"ORIGINATOR_CANCEL\"\n"),
+            "cancel.reason_originator",
+            "expected protocol;params",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[cancel]\nreason_completed_elsewhere = \"SIP;text=elsewhere\"\n"),
+            "cancel.reason_completed_elsewhere",
+            "quoted string",
+        );
+        let e = assert_bad(
+            &format!("{MINIMAL}[cancel]\nunmatched_memry = 5\n"),
+            "cancel.unmatched_memry",
+            "unknown field",
+        );
+        assert_eq!(e.location.map(|l| l.0), Some(5));
+    }
+
+    #[test]
+    fn rule_lookup_cancel_reason_and_ring_timeout() {
+        let c = ok(&with_gateways(
+            "[[rule]]\nname = \"dynamic\"\nmethods = \"INVITE\"\n\
+             lookup = { url = \"http://127.0.0.1:8080/route\", timeout_ms = 300, fallback = \"gateways\", failure = { code = 480 } }\n\
+             cancel_reason = 'SIP;cause=480;text=\"Routed\"'\nring_timeout_ms = 20000\n",
+        ));
+        let rule = &c.routing.rules()[0];
+        assert_eq!(rule.ring_timeout_ms(), Some(20_000));
+        assert_eq!(
+            rule.cancel_reason().map(|r| &**r),
+            Some("SIP;cause=480;text=\"Routed\"")
+        );
+        let cairn_routing::Action::Lookup(l) = rule.action() else {
+            panic!("{:?}", rule.action())
+        };
+        assert_eq!(&*l.url, "http://127.0.0.1:8080/route");
+        assert_eq!(l.timeout_ms, 300);
+        assert_eq!(l.fallback, Some(0));
+        assert_eq!(
+            (l.failure_code, &*l.failure_reason),
+            (480, "Temporarily Unavailable")
+        );
+
+        assert_bad(
+            &with_gateways(
+                "[[rule]]\nname = \"r\"\nlookup = { url = \"http://127.0.0.1/\", fallback = \"gw2\" }\n",
+            ),
+            "rule[0].lookup.fallback",
+            "no destination set named \"gw2\"",
+        );
+        assert_bad(
+            &with_gateways("[[rule]]\nname = \"r\"\nlookup = { uri = \"http://127.0.0.1/\" }\n"),
+            "rule[0].lookup.uri",
+            "unknown field `uri`",
+        );
+        assert_bad(
+            &with_gateways("[[rule]]\nname = \"r\"\nlookup = { url = \"https://127.0.0.1/\" }\n"),
+            "rule[0].lookup.url",
+            "no TLS",
+        );
+        assert_bad(
+            &with_gateways(
+                "[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\nlookup = { url = \"http://127.0.0.1/\" }\n",
+            ),
+            "rule[0]",
+            "not both destination_set and lookup",
+        );
+        assert_bad(
+            &with_gateways(
+                "[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\ncancel_reason = \"SIP;cause=x\"\n",
+            ),
+            "rule[0].cancel_reason",
+            "cause must be a number",
+        );
+        assert_bad(
+            &with_gateways(
+                "[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\nring_timeout_ms = 0\n",
+            ),
+            "rule[0].ring_timeout_ms",
+            "out of range",
+        );
     }
 
     #[test]

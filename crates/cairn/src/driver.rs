@@ -11,6 +11,7 @@ use cairn_transport::{Event, Listener, Outgoing, Transports};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::lookup::{LookupRequest, Lookups};
 
 /// The core's clock: milliseconds since the UNIX epoch, advancing with the
 /// monotonic clock (so a wall-clock step never fires timers early).
@@ -99,9 +100,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         },
         timer_c: cfg.timers.timer_c.as_millis() as Millis,
         max_message_size: cfg.proxy.max_message_size,
-        cancel: Default::default(),
+        cancel: cfg.cancel.clone(),
+        ..Default::default()
     };
-    let mut proxy = Proxy::new(core_cfg, Arc::new(cfg.routing));
+    let policy = Arc::new(cfg.routing);
+    let mut proxy = Proxy::new(core_cfg, policy.clone());
+    let listen_transports: Vec<_> = transports.listeners().iter().map(|l| l.transport).collect();
+    let (mut lookups, mut lookup_done) = Lookups::new(policy, &listen_transports);
+    // Where the messages of the current batch came from: a lookup's request is matched to
+    // its event by buffer (the core keeps the received bytes), for the lookup's `source`.
+    let mut sources: Vec<(usize, Peer)> = Vec::new();
     let clock = Clock::new();
     let mut shutdown = pin!(shutdown);
     let mut drain_until: Option<tokio::time::Instant> = None;
@@ -119,13 +127,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = clock.now();
-                handle_event(&mut proxy, now, ev);
+                sources.clear();
+                handle_event(&mut proxy, now, ev, &mut sources);
                 // Take what else is queued before sending: fewer wake-ups.
                 for _ in 0..64 {
                     match events.try_recv() {
-                        Ok(ev) => handle_event(&mut proxy, now, ev),
+                        Ok(ev) => handle_event(&mut proxy, now, ev, &mut sources),
                         Err(_) => break,
                     }
+                }
+            }
+            done = lookup_done.recv() => {
+                if let Some(done) = done {
+                    lookups.finished();
+                    proxy.lookup_done(clock.now(), done.txn, done.decision);
                 }
             }
             _ = sleep => proxy.handle_timeout(clock.now()),
@@ -148,21 +163,26 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     data: t.data,
                     token: t.token,
                 }),
-                Output::Lookup { txn, lookup, .. } => {
-                    // HTTP lookups are not wired yet: answer as the service being down.
-                    warn!(rule = %lookup.rule, url = %lookup.url, "routing lookups are not available");
-                    proxy.lookup_done(
-                        clock.now(),
-                        txn,
-                        cairn_routing::Decision::Respond {
-                            code: 503,
-                            reason: "Service Unavailable".into(),
-                        },
-                    );
+                // Durability is not wired into the driver yet (persist is off).
+                Output::Persist { .. } | Output::Forget { .. } => {}
+                Output::Lookup {
+                    txn,
+                    lookup,
+                    request,
+                } => {
+                    let ptr = request.buffer().as_ptr() as usize;
+                    let (source, transport) = match sources.iter().find(|(p, _)| *p == ptr) {
+                        Some((_, peer)) => (peer.addr, peer.transport),
+                        // Not from this batch (cannot happen today): the sent-by of the Via.
+                        None => via_source(&request),
+                    };
+                    let req = LookupRequest::new(&request, source, transport);
+                    lookups.start(txn, lookup, req);
                 }
             }
         }
-        if drain_until.is_some() && !proxy.has_pending_requests() {
+        // A request being looked up is in flight too: its routing is not decided yet.
+        if drain_until.is_some() && !proxy.has_pending_requests() && lookups.in_flight() == 0 {
             info!("no call being set up: stopping");
             break;
         }
@@ -173,12 +193,26 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         requests = s.requests_in,
         responses = s.responses_in,
         forwarded = s.requests_forwarded,
+        lookups = lookups.stats().totals().0,
+        lookups_failed = lookups.stats().totals().2,
         "stopped"
     );
     Ok(())
 }
 
-fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event) {
+/// The sent-by of a request's top Via, as a stand-in for its source address.
+fn via_source(req: &cairn_sip::Message) -> (std::net::SocketAddr, cairn_sip::Transport) {
+    let via = req.top_via();
+    let transport = via.transport().unwrap_or(cairn_sip::Transport::Udp);
+    let ip = std::str::from_utf8(cairn_sip::uri::strip_brackets(via.host))
+        .ok()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let port = via.port.unwrap_or(transport.default_port());
+    (std::net::SocketAddr::new(ip, port), transport)
+}
+
+fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, sources: &mut Vec<(usize, Peer)>) {
     match ev {
         Event::Message(m) => {
             let peer = Peer {
@@ -186,6 +220,7 @@ fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event) {
                 transport: m.transport,
                 conn: m.conn.map(|c| c.as_u64()),
             };
+            sources.push((m.data.as_ptr() as usize, peer));
             proxy.handle_message(now, m.data, peer, Some(m.local));
         }
         Event::SendFailed {

@@ -31,7 +31,11 @@ struct Node {
 }
 
 fn new_proxy(algorithm: Algorithm) -> Proxy {
-    let mut set = DestinationSetConfig::new("gw", algorithm, &[&format!("sip:{GW1}"), &format!("sip:{GW2}")]);
+    let mut set = DestinationSetConfig::new(
+        "gw",
+        algorithm,
+        &[&format!("sip:{GW1}"), &format!("sip:{GW2}")],
+    );
     set.destinations[0].max_dialogs = Some(1);
     let cfg = RoutingConfig {
         destination_sets: vec![set],
@@ -77,16 +81,32 @@ impl Node {
         while let Some(o) = self.proxy.poll_output() {
             match o {
                 Output::Transmit(t) => sends.push(t),
-                Output::Persist { space: Space::Transactions, key, value, .. } => {
+                Output::Persist {
+                    space: Space::Transactions,
+                    key,
+                    value,
+                    ..
+                } => {
                     self.store.insert(key, value);
                 }
-                Output::Forget { space: Space::Transactions, key } => {
+                Output::Forget {
+                    space: Space::Transactions,
+                    key,
+                } => {
                     self.store.remove(&key);
                 }
-                Output::Persist { space: Space::Dialogs, key, value, .. } => {
+                Output::Persist {
+                    space: Space::Dialogs,
+                    key,
+                    value,
+                    ..
+                } => {
                     self.dialogs.insert(key, value);
                 }
-                Output::Forget { space: Space::Dialogs, key } => {
+                Output::Forget {
+                    space: Space::Dialogs,
+                    key,
+                } => {
                     self.dialogs.remove(&key);
                 }
                 Output::Lookup { .. } => panic!("no lookups here"),
@@ -152,8 +172,13 @@ impl Node {
         assert_eq!(report.skipped, 0);
         assert_eq!(report.restored + report.expired, self.store.len());
         let dialogs: Vec<Vec<u8>> = self.dialogs.values().cloned().collect();
-        let report = self.proxy.restore_dialogs(self.now, dialogs.iter().map(|v| v.as_slice()));
-        assert_eq!((report.restored + report.expired, report.skipped), (self.dialogs.len(), 0));
+        let report = self
+            .proxy
+            .restore_dialogs(self.now, dialogs.iter().map(|v| v.as_slice()));
+        assert_eq!(
+            (report.restored + report.expired, report.skipped),
+            (self.dialogs.len(), 0)
+        );
     }
 }
 
@@ -373,12 +398,19 @@ fn dialogs_survive_a_restart_and_end_by_bye() {
     let d = n.proxy.dialogs().iter().next().unwrap().clone();
     assert_eq!(d.state, cairn_proxy::dialog::DialogState::Confirmed);
     assert_eq!(d.destination_addr, dest);
-    assert_eq!(n.proxy.dialogs().per_destination().collect::<Vec<_>>(), vec![(d.destination.as_str(), 1)]);
+    assert_eq!(
+        n.proxy.dialogs().per_destination().collect::<Vec<_>>(),
+        vec![(d.destination.as_str(), 1)]
+    );
     n.send(CALLER, &in_dialog("ACK", "d1", 1, "gd"));
     n.restart(Algorithm::RoundRobin, 5_000);
     assert_eq!(n.proxy.dialogs().len(), 1, "listed after the restart");
     let out = n.send(CALLER, &in_dialog("BYE", "d1", 2, "gd"));
-    let bye = out.iter().find(|t| t.dest == dest).map(parse).expect("BYE routed to the gateway");
+    let bye = out
+        .iter()
+        .find(|t| t.dest == dest)
+        .map(parse)
+        .expect("BYE routed to the gateway");
     assert_eq!(bye.method(), Method::Bye);
     assert_eq!(n.proxy.dialogs().len(), 0, "the BYE ends it");
     assert!(n.dialogs.is_empty(), "and its record");
@@ -394,7 +426,13 @@ fn a_full_destination_is_skipped() {
     assert_eq!(n.proxy.dialogs().len(), 1);
     let d = n.proxy.dialogs().iter().next().unwrap();
     assert_eq!((d.set.as_str(), d.destination_index), ("gw", 0));
-    let st = n.proxy.policy().destination_set("gw").unwrap().destinations()[0].state();
+    let st = n
+        .proxy
+        .policy()
+        .destination_set("gw")
+        .unwrap()
+        .destinations()[0]
+        .state();
     assert_eq!(st.dialogs(), 1);
     // GW1 allows one dialog: the next call goes to GW2 although GW1 has priority.
     let out = n.send(CALLER, &invite("m2"));

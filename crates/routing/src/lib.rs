@@ -3,7 +3,9 @@
 //! A [`Policy`] is compiled once from a [`RoutingConfig`] (the `[[destination_set]]`,
 //! `[[rule]]` and `[routing]` parts of the configuration) and then answers, for each initial
 //! request, with a [`Decision`]: forward along a [`Plan`] (ordered [`Target`]s, fork mode,
-//! failover policy) or respond with a final response.
+//! failover policy), respond with a final response, or ask an external service first
+//! ([`Lookup`]: the driver performs it, then [`Policy::lookup_answer`] or
+//! [`Policy::lookup_failed`] turns the outcome into a plan or a response).
 //!
 //! ```
 //! use cairn_routing::*;
@@ -32,6 +34,7 @@ pub mod config;
 mod error;
 mod failover;
 pub mod host;
+mod lookup;
 mod policy;
 mod reason;
 mod rng;
@@ -40,14 +43,20 @@ mod uri;
 
 pub use cidr::Cidr;
 pub use config::{
-    Algorithm, CodePattern, DestinationConfig, DestinationSetConfig, ResponseConfig, RoutingConfig,
-    RoutingSection, RuleConfig, StringList,
+    Algorithm, CodePattern, DestinationConfig, DestinationSetConfig, LookupConfig, ResponseConfig,
+    RoutingConfig, RoutingSection, RuleConfig, StringList, DEFAULT_LOOKUP_TIMEOUT_MS,
 };
 pub use error::{BuildError, KeyPath, PathSegment};
 pub use failover::{CodeSet, Failover};
 pub use host::Host;
-pub use policy::{Action, Decision, ForkMode, Lookup, Plan, Policy, RouteInput, Rule, Target};
-pub use reason::standard_reason;
+pub use lookup::{
+    LookupAnswer, LookupError, LookupMode, MAX_LOOKUP_TARGETS, MAX_LOOKUP_TIMEOUT_MS,
+};
+pub use policy::{
+    Action, Decision, ForkMode, Lookup, LookupAction, Plan, Policy, RouteInput, Rule, Target,
+    LOOKUP_SET_NAME, MAX_RING_TIMEOUT_MS,
+};
+pub use reason::{check_reason_value, standard_reason};
 pub use rng::stable_hash;
 pub use set::{Destination, DestinationSet, DestinationState};
 

@@ -7,13 +7,19 @@ use std::sync::Arc;
 use cairn_sip::Transport;
 
 use crate::cidr::Cidr;
-use crate::config::{ResponseConfig, RoutingConfig, RuleConfig, StringList};
+use crate::config::{
+    default_failover_codes, ResponseConfig, RoutingConfig, RuleConfig, StringList,
+};
 use crate::error::{BuildError, KeyPath};
-use crate::failover::Failover;
+use crate::failover::{CodeSet, Failover};
 use crate::host::Host;
-use crate::reason::standard_reason;
+use crate::lookup::{
+    check_url, LookupAnswer, LookupError, LookupMode, MAX_LOOKUP_TARGETS, MAX_LOOKUP_TIMEOUT_MS,
+};
+use crate::reason::{check_reason_value, standard_reason};
 use crate::rng::Rng;
 use crate::set::DestinationSet;
+use crate::uri::parse_destination_uri;
 
 /// What routing reads from an initial (out-of-dialog) request. Borrowed from the parsed
 /// message: building one allocates nothing.
@@ -46,16 +52,23 @@ pub enum Decision {
     Respond { code: u16, reason: Arc<str> },
 }
 
-/// An asynchronous routing lookup a rule asks for (an HTTP service).
+/// An asynchronous routing lookup a rule asks for (an HTTP service). The driver performs
+/// it and hands the answer to [`Policy::lookup_answer`], or its failure to
+/// [`Policy::lookup_failed`], to get the request's decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lookup {
     /// The rule that asked.
     pub rule: Arc<str>,
-    /// The service's URL.
+    /// The rule's position in [`Policy::rules`].
+    pub rule_index: usize,
+    /// The service's URL (`http://...`).
     pub url: Arc<str>,
     /// How long to wait for the answer.
     pub timeout_ms: u64,
 }
+
+/// The set name written in the plans made from a lookup answer (logs, metrics).
+pub const LOOKUP_SET_NAME: &str = "lookup";
 
 /// How the targets of a plan are tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +120,21 @@ pub enum Action {
     Forward { set: usize },
     /// Answer with a final response.
     Respond { code: u16, reason: Arc<str> },
+    /// Ask an HTTP service for the destinations.
+    Lookup(LookupAction),
+}
+
+/// A compiled `rule.lookup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupAction {
+    pub url: Arc<str>,
+    pub timeout_ms: u64,
+    /// The destination set (index of [`Policy::destination_sets`]) used when the lookup
+    /// fails.
+    pub fallback: Option<usize>,
+    /// The response when the lookup fails and there is no fallback.
+    pub failure_code: u16,
+    pub failure_reason: Arc<str>,
 }
 
 /// A compiled `[[rule]]`.
@@ -118,6 +146,8 @@ pub struct Rule {
     domains: Option<Box<[Host]>>,
     sources: Option<Box<[Cidr]>>,
     action: Action,
+    cancel_reason: Option<Arc<str>>,
+    ring_timeout_ms: Option<u64>,
 }
 
 impl Rule {
@@ -129,6 +159,16 @@ impl Rule {
     /// What the rule does.
     pub fn action(&self) -> &Action {
         &self.action
+    }
+
+    /// The rule's `cancel_reason`: the Reason value of the CANCELs of its calls.
+    pub fn cancel_reason(&self) -> Option<&Arc<str>> {
+        self.cancel_reason.as_ref()
+    }
+
+    /// The rule's `ring_timeout_ms`.
+    pub fn ring_timeout_ms(&self) -> Option<u64> {
+        self.ring_timeout_ms
     }
 
     /// Whether every matcher of the rule accepts the request.
@@ -168,6 +208,7 @@ pub struct Policy {
     no_match_code: u16,
     no_match_reason: Arc<str>,
     unavailable: Arc<str>,
+    lookup_set: Arc<str>,
     rng: Rng,
 }
 
@@ -214,6 +255,7 @@ impl Policy {
             no_match_code,
             no_match_reason,
             unavailable: Arc::from("Service Unavailable"),
+            lookup_set: Arc::from(LOOKUP_SET_NAME),
             rng: Rng::from_entropy(),
         })
     }
@@ -235,7 +277,12 @@ impl Policy {
     /// gives `routing.no_match`. A matching rule whose set has every destination down gives
     /// 503 Service Unavailable.
     pub fn route(&self, input: &RouteInput<'_>) -> Decision {
-        let Some(rule) = self.rules.iter().find(|r| r.matches(input)) else {
+        let Some((index, rule)) = self
+            .rules
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.matches(input))
+        else {
             return Decision::Respond {
                 code: self.no_match_code,
                 reason: self.no_match_reason.clone(),
@@ -246,25 +293,151 @@ impl Policy {
                 code: *code,
                 reason: reason.clone(),
             },
-            Action::Forward { set } => {
-                let set = &self.sets[*set];
-                let targets = set.targets(input.call_id, &self.rng);
-                if targets.is_empty() {
-                    return Decision::Respond {
-                        code: 503,
-                        reason: self.unavailable.clone(),
-                    };
+            Action::Forward { set } => self.set_plan(rule, *set, input.call_id),
+            Action::Lookup(l) => Decision::Lookup(Lookup {
+                rule: rule.name.clone(),
+                rule_index: index,
+                url: l.url.clone(),
+                timeout_ms: l.timeout_ms,
+            }),
+        }
+    }
+
+    /// The plan for a rule's destination set, or 503 when every destination is down.
+    fn set_plan(&self, rule: &Rule, set: usize, call_id: &[u8]) -> Decision {
+        let set = &self.sets[set];
+        let targets = set.targets(call_id, &self.rng);
+        if targets.is_empty() {
+            return Decision::Respond {
+                code: 503,
+                reason: self.unavailable.clone(),
+            };
+        }
+        Decision::Forward(Plan {
+            rule: rule.name.clone(),
+            set: set.name().clone(),
+            mode: set.mode(),
+            targets,
+            failover: set.failover(),
+            cancel_reason: rule.cancel_reason.clone(),
+            ring_timeout_ms: rule.ring_timeout_ms,
+        })
+    }
+
+    /// The rule a lookup came from, if this policy still has it.
+    fn lookup_rule(&self, lookup: &Lookup) -> Option<(&Rule, &LookupAction)> {
+        let rule = self.rules.get(lookup.rule_index)?;
+        match &rule.action {
+            Action::Lookup(a) if rule.name == lookup.rule => Some((rule, a)),
+            _ => None,
+        }
+    }
+
+    /// The decision for a lookup's answer: its targets as a plan (with the rule's
+    /// `cancel_reason` and `ring_timeout_ms`), or its response. An answer that is not
+    /// acceptable gives [`lookup_failed`](Policy::lookup_failed).
+    pub fn lookup_answer(
+        &self,
+        lookup: &Lookup,
+        answer: &LookupAnswer,
+        call_id: &[u8],
+    ) -> Decision {
+        self.try_lookup_answer(lookup, answer)
+            .unwrap_or_else(|_| self.lookup_failed(lookup, call_id))
+    }
+
+    /// [`lookup_answer`](Policy::lookup_answer) that says why an answer is refused (for the
+    /// driver's log), instead of falling back.
+    pub fn try_lookup_answer(
+        &self,
+        lookup: &Lookup,
+        answer: &LookupAnswer,
+    ) -> Result<Decision, LookupError> {
+        let (rule, _) = self.lookup_rule(lookup).ok_or(LookupError::UnknownRule)?;
+        let invalid = |m: String| LookupError::InvalidAnswer(m);
+        match (&answer.targets, answer.code) {
+            (Some(_), Some(_)) => Err(invalid("both targets and code: give one of them".into())),
+            (None, None) => Err(invalid("neither targets nor code".into())),
+            (None, Some(code)) => {
+                if answer.mode.is_some() {
+                    return Err(invalid("mode goes with targets, not with code".into()));
                 }
-                Decision::Forward(Plan {
-                    rule: rule.name.clone(),
-                    set: set.name().clone(),
-                    mode: set.mode(),
-                    targets,
-                    failover: set.failover(),
-                    cancel_reason: None,
-                    ring_timeout_ms: None,
-                })
+                let (code, reason) = build_response(
+                    &ResponseConfig {
+                        code,
+                        reason: answer.reason.clone(),
+                    },
+                    &KeyPath::root("answer"),
+                )
+                .map_err(|e| invalid(e.message))?;
+                Ok(Decision::Respond { code, reason })
             }
+            (Some(uris), None) => {
+                if answer.reason.is_some() {
+                    return Err(invalid("reason goes with code, not with targets".into()));
+                }
+                if uris.is_empty() {
+                    return Err(invalid("targets is empty".into()));
+                }
+                if uris.len() > MAX_LOOKUP_TARGETS {
+                    return Err(invalid(format!(
+                        "{} targets: at most {MAX_LOOKUP_TARGETS}",
+                        uris.len()
+                    )));
+                }
+                let mut targets: Vec<Target> = Vec::with_capacity(uris.len());
+                for (i, text) in uris.iter().enumerate() {
+                    let (addr, transport) = parse_destination_uri(text)
+                        .and_then(|u| u.resolve(None))
+                        .map_err(|m| invalid(format!("targets[{i}]: {m}")))?;
+                    if let Some(k) = targets
+                        .iter()
+                        .position(|t| t.addr == addr && t.transport == transport)
+                    {
+                        return Err(invalid(format!(
+                            "targets[{i}]: {transport} {addr} is already targets[{k}]"
+                        )));
+                    }
+                    targets.push(Target {
+                        addr,
+                        transport,
+                        rewrite_ruri_host: false,
+                        name: Arc::from(text.as_str()),
+                        index: i,
+                    });
+                }
+                let mode = match answer.mode.unwrap_or_default() {
+                    LookupMode::Serial => ForkMode::Serial,
+                    LookupMode::Parallel => ForkMode::Parallel,
+                };
+                Ok(Decision::Forward(Plan {
+                    rule: rule.name.clone(),
+                    set: self.lookup_set.clone(),
+                    mode,
+                    targets,
+                    failover: lookup_failover(),
+                    cancel_reason: rule.cancel_reason.clone(),
+                    ring_timeout_ms: rule.ring_timeout_ms,
+                }))
+            }
+        }
+    }
+
+    /// The decision when a lookup failed (timeout, transport or HTTP error, invalid
+    /// answer): the rule's `fallback` set, else its `failure` response (default 503).
+    pub fn lookup_failed(&self, lookup: &Lookup, call_id: &[u8]) -> Decision {
+        let Some((rule, action)) = self.lookup_rule(lookup) else {
+            return Decision::Respond {
+                code: 503,
+                reason: self.unavailable.clone(),
+            };
+        };
+        match action.fallback {
+            Some(set) => self.set_plan(rule, set, call_id),
+            None => Decision::Respond {
+                code: action.failure_code,
+                reason: action.failure_reason.clone(),
+            },
         }
     }
 
@@ -430,21 +603,9 @@ fn build_rule(
         }
     };
 
-    let action = match (&r.destination_set, &r.respond) {
-        (Some(_), Some(_)) => {
-            return Err(BuildError::new(
-                path.clone(),
-                "a rule has exactly one action: set destination_set or respond, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(BuildError::new(
-                path.clone(),
-                "a rule needs an action: destination_set = \"NAME\" or respond = { code = ..., reason = \"...\" }",
-            ))
-        }
-        (Some(name), None) => match sets.get(name.as_str()) {
-            Some(&set) => Action::Forward { set },
+    let set_index = |name: &str, key: KeyPath| -> Result<usize, BuildError> {
+        match sets.get(name) {
+            Some(&set) => Ok(set),
             None => {
                 let known: Vec<&str> = cfg
                     .destination_sets
@@ -456,15 +617,105 @@ fn build_rule(
                 } else {
                     format!("known: {}", known.join(", "))
                 };
-                return Err(BuildError::new(
-                    path.key("destination_set"),
+                Err(BuildError::new(
+                    key,
                     format!("no destination set named \"{name}\" ({known})"),
+                ))
+            }
+        }
+    };
+    let given: Vec<&str> = [
+        r.destination_set.as_ref().map(|_| "destination_set"),
+        r.respond.as_ref().map(|_| "respond"),
+        r.lookup.as_ref().map(|_| "lookup"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() > 1 {
+        return Err(BuildError::new(
+            path.clone(),
+            format!(
+                "a rule has exactly one action: set destination_set, respond or lookup, not both {}",
+                given.join(" and ")
+            ),
+        ));
+    }
+    let action = if let Some(name) = &r.destination_set {
+        Action::Forward {
+            set: set_index(name, path.key("destination_set"))?,
+        }
+    } else if let Some(resp) = &r.respond {
+        let (code, reason) = build_response(resp, &path.key("respond"))?;
+        Action::Respond { code, reason }
+    } else if let Some(l) = &r.lookup {
+        let p = path.key("lookup");
+        check_url(&l.url).map_err(|m| BuildError::new(p.key("url"), m))?;
+        if !(1..=MAX_LOOKUP_TIMEOUT_MS).contains(&l.timeout_ms) {
+            return Err(BuildError::new(
+                p.key("timeout_ms"),
+                format!(
+                    "{} is out of range: expected 1 to {MAX_LOOKUP_TIMEOUT_MS} ms",
+                    l.timeout_ms
+                ),
+            ));
+        }
+        let fallback = match &l.fallback {
+            Some(name) => Some(set_index(name, p.key("fallback"))?),
+            None => None,
+        };
+        let (failure_code, failure_reason) = match &l.failure {
+            Some(resp) => build_response(resp, &p.key("failure"))?,
+            None => (503, Arc::from("Service Unavailable")),
+        };
+        Action::Lookup(LookupAction {
+            url: Arc::from(l.url.as_str()),
+            timeout_ms: l.timeout_ms,
+            fallback,
+            failure_code,
+            failure_reason,
+        })
+    } else {
+        return Err(BuildError::new(
+            path.clone(),
+            "a rule needs an action: destination_set = \"NAME\", respond = { code = ..., reason = \"...\" } or lookup = { url = \"http://...\" }",
+        ));
+    };
+
+    let forwards = !matches!(action, Action::Respond { .. });
+    let cancel_reason = match &r.cancel_reason {
+        None => None,
+        Some(v) => {
+            let p = path.key("cancel_reason");
+            if !forwards {
+                return Err(BuildError::new(
+                    p,
+                    "a respond rule sends no CANCEL: cancel_reason needs destination_set or lookup",
                 ));
             }
-        },
-        (None, Some(resp)) => {
-            let (code, reason) = build_response(resp, &path.key("respond"))?;
-            Action::Respond { code, reason }
+            check_reason_value(v).map_err(|m| BuildError::new(p, m))?;
+            Some(Arc::from(v.trim()))
+        }
+    };
+    let ring_timeout_ms = match r.ring_timeout_ms {
+        None => None,
+        Some(ms) => {
+            let p = path.key("ring_timeout_ms");
+            if !forwards {
+                return Err(BuildError::new(
+                    p,
+                    "a respond rule rings nothing: ring_timeout_ms needs destination_set or lookup",
+                ));
+            }
+            if !(1..=MAX_RING_TIMEOUT_MS).contains(&ms) {
+                return Err(BuildError::new(
+                    p,
+                    format!(
+                        "{ms} is out of range: expected 1 to {MAX_RING_TIMEOUT_MS} ms (one day)"
+                    ),
+                ));
+            }
+            Some(ms)
         }
     };
 
@@ -475,7 +726,25 @@ fn build_rule(
         domains,
         sources,
         action,
+        cancel_reason,
+        ring_timeout_ms,
     })
+}
+
+/// The longest `ring_timeout_ms` (one day, like the timers).
+pub const MAX_RING_TIMEOUT_MS: u64 = 86_400_000;
+
+/// How a serial plan from a lookup answer fails over: the destination sets' defaults
+/// (5xx, 408 and timeouts).
+fn lookup_failover() -> Failover {
+    let mut codes = CodeSet::empty();
+    for p in default_failover_codes() {
+        let _ = codes.parse_pattern(&p.0);
+    }
+    Failover {
+        codes,
+        on_timeout: true,
+    }
 }
 
 fn build_response(r: &ResponseConfig, path: &KeyPath) -> Result<(u16, Arc<str>), BuildError> {

@@ -92,6 +92,7 @@ fn rule_of(p: &Policy, r: &Req) -> String {
     match p.route(&r.input()) {
         Decision::Forward(plan) => plan.rule.to_string(),
         Decision::Respond { code, reason } => format!("{code} {reason}"),
+        Decision::Lookup(l) => format!("lookup {} {}", l.rule, l.url),
     }
 }
 
@@ -555,7 +556,11 @@ fn build_errors_name_the_key() {
     );
     let mut both = forward("a", "gw");
     both.respond = Some(ResponseConfig::new(403, "Forbidden"));
-    assert_err(build_err(vec![gw()], vec![both]), "rule[0]", "not both");
+    assert_err(
+        build_err(vec![gw()], vec![both]),
+        "rule[0]",
+        "not both destination_set and respond",
+    );
     let neither = RuleConfig {
         name: "a".into(),
         ..Default::default()
@@ -707,4 +712,413 @@ fn build_errors_name_the_key() {
         "routing.no_match.code",
         "300 to 699",
     );
+}
+
+// ----- lookups, cancel_reason, ring_timeout_ms -----
+
+const URL: &str = "http://127.0.0.1:8080/route";
+
+fn lookup_rule(name: &str, f: impl FnOnce(&mut LookupConfig)) -> RuleConfig {
+    let mut l = LookupConfig::new(URL);
+    f(&mut l);
+    RuleConfig {
+        name: name.into(),
+        lookup: Some(l),
+        ..Default::default()
+    }
+}
+
+fn lookup_of(p: &Policy, r: &Req) -> Lookup {
+    match p.route(&r.input()) {
+        Decision::Lookup(l) => l,
+        other => panic!("expected a lookup, got {other:?}"),
+    }
+}
+
+fn targets_answer(uris: &[&str]) -> LookupAnswer {
+    LookupAnswer {
+        targets: Some(uris.iter().map(|u| u.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn lookup_rule_asks_for_a_lookup() {
+    let emergency = RuleConfig {
+        ruri_user_prefix: Some(["911"].into_iter().collect()),
+        ..forward("emergency", "gw")
+    };
+    let p = policy(
+        vec![set("gw", Algorithm::RoundRobin, &[A])],
+        vec![emergency, lookup_rule("dynamic", |l| l.timeout_ms = 250)],
+    );
+    let l = lookup_of(&p, &Req::invite());
+    assert_eq!(&*l.rule, "dynamic");
+    assert_eq!(l.rule_index, 1);
+    assert_eq!(&*l.url, URL);
+    assert_eq!(l.timeout_ms, 250);
+    assert_eq!(p.rules()[1].name().as_ref(), "dynamic");
+    assert!(
+        matches!(p.rules()[1].action(), Action::Lookup(a) if a.fallback.is_none() && a.failure_code == 503)
+    );
+    let mut r = Req::invite();
+    r.user = Some("911");
+    assert_eq!(rule_of(&p, &r), "emergency", "rules before it still win");
+    // Default timeout.
+    let p = policy(vec![], vec![lookup_rule("d", |_| {})]);
+    assert_eq!(
+        lookup_of(&p, &Req::invite()).timeout_ms,
+        DEFAULT_LOOKUP_TIMEOUT_MS
+    );
+}
+
+#[test]
+fn lookup_answer_with_targets_is_a_plan() {
+    let mut rule = lookup_rule("dynamic", |_| {});
+    rule.cancel_reason = Some("SIP;cause=480;text=\"Routed elsewhere\"".into());
+    rule.ring_timeout_ms = Some(15_000);
+    let p = policy(vec![], vec![rule]);
+    let l = lookup_of(&p, &Req::invite());
+    let d = p.lookup_answer(
+        &l,
+        &targets_answer(&[
+            "sip:127.0.0.1:5071;transport=tcp",
+            "sip:[::1]",
+            "sip:10.0.0.9:5080",
+        ]),
+        b"call",
+    );
+    let Decision::Forward(plan) = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(plan.mode, ForkMode::Serial, "serial by default");
+    assert_eq!(&*plan.rule, "dynamic");
+    assert_eq!(&*plan.set, LOOKUP_SET_NAME);
+    let t = &plan.targets;
+    assert_eq!(t.len(), 3);
+    assert_eq!(t[0].addr, "127.0.0.1:5071".parse().unwrap());
+    assert_eq!(t[0].transport, Transport::Tcp);
+    assert_eq!(t[1].addr, "[::1]:5060".parse().unwrap());
+    assert_eq!(t[1].transport, Transport::Udp);
+    assert_eq!(&*t[2].name, "sip:10.0.0.9:5080");
+    assert_eq!(t.iter().map(|t| t.index).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(plan.failover.should_failover(503) && plan.failover.should_failover(408));
+    assert!(!plan.failover.should_failover(486) && plan.failover.on_timeout());
+    assert_eq!(
+        plan.cancel_reason.as_deref(),
+        Some("SIP;cause=480;text=\"Routed elsewhere\""),
+        "the rule's cancel_reason goes into plans from answers too"
+    );
+    assert_eq!(plan.ring_timeout_ms, Some(15_000));
+
+    let mut a = targets_answer(&[A, B]);
+    a.mode = Some(LookupMode::Parallel);
+    let Decision::Forward(plan) = p.lookup_answer(&l, &a, b"call") else {
+        panic!()
+    };
+    assert_eq!(plan.mode, ForkMode::Parallel);
+    assert_eq!(names(&plan), [A, B]);
+}
+
+#[test]
+fn lookup_answer_with_a_code_is_a_response() {
+    let p = policy(vec![], vec![lookup_rule("d", |_| {})]);
+    let l = lookup_of(&p, &Req::invite());
+    let answer = LookupAnswer {
+        code: Some(486),
+        reason: Some("Busy".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.lookup_answer(&l, &answer, b"c"),
+        Decision::Respond {
+            code: 486,
+            reason: "Busy".into()
+        }
+    );
+    let answer = LookupAnswer {
+        code: Some(404),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.lookup_answer(&l, &answer, b"c"),
+        Decision::Respond {
+            code: 404,
+            reason: "Not Found".into()
+        },
+        "standard phrase by default"
+    );
+}
+
+#[test]
+fn invalid_lookup_answers_fail_the_lookup() {
+    let mut fb = set("fallback", Algorithm::RoundRobin, &[C]);
+    fb.failover_codes = vec!["5xx".into()];
+    let with_fallback = lookup_rule("with-fallback", |l| l.fallback = Some("fallback".into()));
+    let mut with_failure = lookup_rule("with-failure", |l| {
+        l.failure = Some(ResponseConfig::new(480, "Routing Down"))
+    });
+    with_failure.methods = Some(["MESSAGE"].into_iter().collect());
+    let mut bare = lookup_rule("bare", |_| {});
+    bare.methods = Some(["OPTIONS"].into_iter().collect());
+    let mut fb_rule = with_fallback;
+    fb_rule.methods = Some(["INVITE"].into_iter().collect());
+    fb_rule.cancel_reason = Some("Q.850;cause=31".into());
+    let p = policy(vec![fb], vec![fb_rule, with_failure, bare]);
+    let mut r = Req::invite();
+    let l_fb = lookup_of(&p, &r);
+    r.method = "MESSAGE";
+    let l_fail = lookup_of(&p, &r);
+    r.method = "OPTIONS";
+    let l_bare = lookup_of(&p, &r);
+
+    let code = |code: Option<u16>, reason: Option<&str>| LookupAnswer {
+        code,
+        reason: reason.map(Into::into),
+        ..Default::default()
+    };
+    let bad: Vec<(LookupAnswer, &str)> = vec![
+        (
+            targets_answer(&["sip:gw.example.com"]),
+            "targets[0]: DNS names are not supported",
+        ),
+        (targets_answer(&[A, "tel:+1555"]), "targets[1]"),
+        (targets_answer(&["sip:alice@10.0.0.1"]), "user part"),
+        (targets_answer(&[A, "sip:10.0.0.1"]), "already targets[0]"),
+        (targets_answer(&[]), "targets is empty"),
+        (
+            LookupAnswer {
+                targets: Some((1..=17).map(|p| format!("sip:10.0.0.1:{p}")).collect()),
+                ..Default::default()
+            },
+            "at most 16",
+        ),
+        (LookupAnswer::default(), "neither targets nor code"),
+        (
+            LookupAnswer {
+                code: Some(486),
+                ..targets_answer(&[A])
+            },
+            "both targets and code",
+        ),
+        (code(Some(200), Some("OK")), "expected 300 to 699"),
+        (code(Some(499), None), "no standard reason phrase"),
+        (code(Some(486), Some("Busy\r\nX-Evil: 1")), "line breaks"),
+        (
+            LookupAnswer {
+                mode: Some(LookupMode::Parallel),
+                ..code(Some(486), None)
+            },
+            "mode goes with targets",
+        ),
+        (
+            LookupAnswer {
+                reason: Some("x".into()),
+                ..targets_answer(&[A])
+            },
+            "reason goes with code",
+        ),
+    ];
+    for (answer, want) in &bad {
+        match p.try_lookup_answer(&l_fb, answer) {
+            Err(LookupError::InvalidAnswer(m)) => assert!(m.contains(want), "{answer:?}: {m}"),
+            other => panic!("{answer:?}: accepted: {other:?}"),
+        }
+        // With a fallback set: its plan, with the rule's cancel_reason.
+        let Decision::Forward(plan) = p.lookup_answer(&l_fb, answer, b"c") else {
+            panic!("{answer:?}")
+        };
+        assert_eq!(&*plan.set, "fallback");
+        assert_eq!(names(&plan), [C]);
+        assert_eq!(plan.cancel_reason.as_deref(), Some("Q.850;cause=31"));
+        assert!(plan.failover.should_failover(502) && !plan.failover.should_failover(408));
+        // With a failure response, or the default 503.
+        assert_eq!(
+            p.lookup_answer(&l_fail, answer, b"c"),
+            Decision::Respond {
+                code: 480,
+                reason: "Routing Down".into()
+            }
+        );
+        assert_eq!(
+            p.lookup_answer(&l_bare, answer, b"c"),
+            Decision::Respond {
+                code: 503,
+                reason: "Service Unavailable".into()
+            }
+        );
+    }
+    assert_eq!(
+        p.lookup_failed(&l_bare, b"c"),
+        Decision::Respond {
+            code: 503,
+            reason: "Service Unavailable".into()
+        }
+    );
+
+    // A fallback set whose destinations are all down: 503.
+    p.destination_set("fallback").unwrap().destinations()[0]
+        .state()
+        .set_up(false);
+    assert_eq!(
+        p.lookup_failed(&l_fb, b"c"),
+        Decision::Respond {
+            code: 503,
+            reason: "Service Unavailable".into()
+        }
+    );
+
+    // A lookup whose rule is gone (another policy): 503, never another rule's action.
+    let other = policy(vec![], vec![respond("with-fallback", 403, "Forbidden")]);
+    assert_eq!(
+        other.try_lookup_answer(&l_fb, &targets_answer(&[A])),
+        Err(LookupError::UnknownRule)
+    );
+    assert_eq!(
+        other.lookup_failed(&l_fb, b"c"),
+        Decision::Respond {
+            code: 503,
+            reason: "Service Unavailable".into()
+        }
+    );
+}
+
+#[test]
+fn rule_cancel_reason_and_ring_timeout_go_into_plans() {
+    let mut r = forward("r", "gw");
+    r.cancel_reason = Some("  SIP;cause=486;text=\"Rule says\"  ".into());
+    r.ring_timeout_ms = Some(20_000);
+    let p = policy(vec![set("gw", Algorithm::Parallel, &[A, B])], vec![r]);
+    let plan = plan(&p, &Req::invite());
+    assert_eq!(
+        plan.cancel_reason.as_deref(),
+        Some("SIP;cause=486;text=\"Rule says\""),
+        "trimmed"
+    );
+    assert_eq!(plan.ring_timeout_ms, Some(20_000));
+    assert_eq!(p.rules()[0].ring_timeout_ms(), Some(20_000));
+    assert!(p.rules()[0].cancel_reason().is_some());
+    // Without them: None (the global defaults apply).
+    let p = policy(
+        vec![set("gw", Algorithm::Parallel, &[A])],
+        vec![forward("r", "gw")],
+    );
+    let plan = plan_of(&p);
+    assert_eq!((plan.cancel_reason, plan.ring_timeout_ms), (None, None));
+}
+
+fn plan_of(p: &Policy) -> Plan {
+    plan(p, &Req::invite())
+}
+
+#[test]
+fn lookup_and_cancel_build_errors_name_the_key() {
+    let gw = || set("gw", Algorithm::RoundRobin, &[A]);
+    let e = |rule: RuleConfig| build_err(vec![gw()], vec![rule]);
+
+    let mut both = lookup_rule("a", |_| {});
+    both.destination_set = Some("gw".into());
+    assert_err(e(both), "rule[0]", "not both destination_set and lookup");
+    let mut both = lookup_rule("a", |_| {});
+    both.respond = Some(ResponseConfig::new(403, "Forbidden"));
+    assert_err(e(both), "rule[0]", "not both respond and lookup");
+    assert_err(
+        e(RuleConfig {
+            name: "a".into(),
+            ..Default::default()
+        }),
+        "rule[0]",
+        "or lookup = { url",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| {
+            l.url = "https://10.0.0.1/route".into()
+        })),
+        "rule[0].lookup.url",
+        "no TLS",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| l.url = "10.0.0.1/route".into())),
+        "rule[0].lookup.url",
+        "not a URL",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| l.timeout_ms = 0)),
+        "rule[0].lookup.timeout_ms",
+        "expected 1 to 60000",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| l.timeout_ms = 60_001)),
+        "rule[0].lookup.timeout_ms",
+        "out of range",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| l.fallback = Some("gw2".into()))),
+        "rule[0].lookup.fallback",
+        "no destination set named \"gw2\" (known: gw)",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| {
+            l.failure = Some(ResponseConfig::new(200, "OK"))
+        })),
+        "rule[0].lookup.failure.code",
+        "300 to 699",
+    );
+    assert_err(
+        e(lookup_rule("a", |l| {
+            l.failure = Some(ResponseConfig::new(503, "a\nb"))
+        })),
+        "rule[0].lookup.failure.reason",
+        "line breaks",
+    );
+
+    let with = |f: fn(&mut RuleConfig)| {
+        let mut r = forward("a", "gw");
+        f(&mut r);
+        e(r)
+    };
+    assert_err(
+        with(|r| r.cancel_reason = Some("SIP;cause=480\r\nX-Evil: 1".into())),
+        "rule[0].cancel_reason",
+        "line breaks",
+    );
+    assert_err(
+        with(|r| r.cancel_reason = Some("just some text".into())),
+        "rule[0].cancel_reason",
+        "not a protocol token",
+    );
+    assert_err(
+        with(|r| r.cancel_reason = Some("SIP".into())),
+        "rule[0].cancel_reason",
+        "expected protocol;params",
+    );
+    assert_err(
+        with(|r| r.ring_timeout_ms = Some(0)),
+        "rule[0].ring_timeout_ms",
+        "out of range",
+    );
+    assert_err(
+        with(|r| r.ring_timeout_ms = Some(86_400_001)),
+        "rule[0].ring_timeout_ms",
+        "out of range",
+    );
+    let mut r = respond("a", 403, "Forbidden");
+    r.cancel_reason = Some("SIP;cause=480".into());
+    assert_err(
+        e(r),
+        "rule[0].cancel_reason",
+        "a respond rule sends no CANCEL",
+    );
+    let mut r = respond("a", 403, "Forbidden");
+    r.ring_timeout_ms = Some(1000);
+    assert_err(
+        e(r),
+        "rule[0].ring_timeout_ms",
+        "a respond rule rings nothing",
+    );
+    // On a lookup rule both are fine.
+    let mut r = lookup_rule("a", |_| {});
+    r.cancel_reason = Some("SIP;cause=480".into());
+    r.ring_timeout_ms = Some(1000);
+    Policy::build(&cfg(vec![gw()], vec![r])).unwrap();
 }
