@@ -32,6 +32,39 @@ pub struct Config {
     pub cancel: CancelConfig,
     /// The compiled `[[destination_set]]`, `[[rule]]` and `[routing]` sections.
     pub routing: Policy,
+    /// `[store]`: where and how durably calls in flight are recorded.
+    pub store: StoreSettings,
+    /// `[dialogs]`: dialog tracking.
+    pub dialogs: DialogSettings,
+    /// `[admin]`: the HTTP admin API and metrics; off when no `listen`.
+    pub admin: AdminSettings,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// `embedded` (an on-disk store in `path`).
+    pub backend: String,
+    /// Directory of the embedded store. Default `cairn-state`.
+    pub path: std::path::PathBuf,
+    /// `off`, `buffered` (default) or `strict`.
+    pub durability: cairn_store::Durability,
+    /// The buffered level's fsync ticker. Default 5 ms.
+    pub sync_interval_ms: u64,
+}
+
+/// `[dialogs]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialogSettings {
+    pub enabled: bool,
+    /// A confirmed dialog without BYE ends after this long. Default 12 h.
+    pub timeout_s: u64,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AdminSettings {
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[log]`.
@@ -151,7 +184,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key: None,
         message: format!("cannot read the configuration file: {e}"),
     })?;
-    parse(&text, &origin)
+    let mut cfg = parse(&text, &origin)?;
+    // A relative store path is relative to the configuration file.
+    if cfg.store.path.is_relative() {
+        if let Some(dir) = path.parent() {
+            cfg.store.path = dir.join(&cfg.store.path);
+        }
+    }
+    Ok(cfg)
 }
 
 /// Check a configuration given as text. `origin` names it in errors (usually the file name).
@@ -176,6 +216,12 @@ struct RawConfig {
     timers: RawTimers,
     #[serde(default)]
     cancel: RawCancel,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    dialogs: RawDialogs,
+    #[serde(default)]
+    admin: RawAdmin,
     #[serde(default)]
     destination_set: Vec<DestinationSetConfig>,
     #[serde(default)]
@@ -245,6 +291,103 @@ impl Default for RawTimers {
             timer_c_ms: 180_000,
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStore {
+    backend: String,
+    path: String,
+    durability: String,
+    sync_interval_ms: u64,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            backend: "embedded".into(),
+            path: "cairn-state".into(),
+            durability: "buffered".into(),
+            sync_interval_ms: 5,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDialogs {
+    enabled: bool,
+    timeout_s: u64,
+}
+
+impl Default for RawDialogs {
+    fn default() -> Self {
+        RawDialogs {
+            enabled: false,
+            timeout_s: 43_200,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    listen: Option<String>,
+}
+
+fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
+    let path = KeyPath::root("store");
+    if raw.backend != "embedded" {
+        return Err(err(
+            path.key("backend"),
+            format!("unknown backend \"{}\": expected \"embedded\"", raw.backend),
+        ));
+    }
+    let durability = raw
+        .durability
+        .parse::<cairn_store::Durability>()
+        .map_err(|e| err(path.key("durability"), e))?;
+    if raw.path.trim().is_empty() {
+        return Err(err(
+            path.key("path"),
+            "empty path: name the directory of the store",
+        ));
+    }
+    if !(1..=10_000).contains(&raw.sync_interval_ms) {
+        return Err(err(
+            path.key("sync_interval_ms"),
+            format!("{} is out of range: 1 to 10000 ms", raw.sync_interval_ms),
+        ));
+    }
+    Ok(StoreSettings {
+        backend: raw.backend.clone(),
+        path: raw.path.clone().into(),
+        durability,
+        sync_interval_ms: raw.sync_interval_ms,
+    })
+}
+
+fn check_dialogs(raw: &RawDialogs) -> Result<DialogSettings, BuildError> {
+    if !(1..=7 * 86_400).contains(&raw.timeout_s) {
+        return Err(err(
+            KeyPath::root("dialogs").key("timeout_s"),
+            format!("{} is out of range: 1 s to 7 days", raw.timeout_s),
+        ));
+    }
+    Ok(DialogSettings {
+        enabled: raw.enabled,
+        timeout_s: raw.timeout_s,
+    })
+}
+
+fn check_admin(raw: &RawAdmin) -> Result<AdminSettings, BuildError> {
+    let listen = match &raw.listen {
+        None => None,
+        Some(a) => Some(
+            parse_listen_address(a).map_err(|e| err(KeyPath::root("admin").key("listen"), e))?,
+        ),
+    };
+    Ok(AdminSettings { listen })
 }
 
 /// `[cancel]` as written.
@@ -380,6 +523,9 @@ impl RawConfig {
         let proxy = check_proxy(self.proxy)?;
         let timers = check_timers(&self.timers)?;
         let cancel = check_cancel(&self.cancel)?;
+        let store = check_store(&self.store)?;
+        let dialogs = check_dialogs(&self.dialogs)?;
+        let admin = check_admin(&self.admin)?;
         // Which destinations set the `transport` key (for naming the key in errors).
         let explicit: Vec<Vec<bool>> = self
             .destination_set
@@ -404,6 +550,9 @@ impl RawConfig {
             timers,
             cancel,
             routing,
+            store,
+            dialogs,
+            admin,
         })
     }
 }

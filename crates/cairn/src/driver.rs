@@ -10,8 +10,13 @@ use cairn_proxy::{CoreConfig, LocalAddr, Millis, Output, Peer, Proxy};
 use cairn_transport::{Event, Listener, Outgoing, Transports};
 use tracing::{debug, info, warn};
 
+use cairn_store::{Durability, StoreConfig};
+use tokio::sync::mpsc;
+
+use crate::admin::{self, AdminRequest, DriverMetrics};
 use crate::config::Config;
 use crate::lookup::{LookupRequest, Lookups};
+use crate::state::StateStore;
 
 /// The core's clock: milliseconds since the UNIX epoch, advancing with the
 /// monotonic clock (so a wall-clock step never fires timers early).
@@ -51,29 +56,9 @@ impl Default for Clock {
 /// How long a graceful shutdown waits for calls being set up.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bind the listeners and run the proxy until `shutdown` resolves; then
-/// drain (refuse new calls, finish those being set up) and stop.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
-    let listeners: Vec<Listener> = cfg
-        .listen
-        .iter()
-        .map(|l| Listener {
-            transport: l.transport,
-            addr: l.address,
-        })
-        .collect();
-    let tcfg = cairn_transport::Config {
-        listeners,
-        max_message_size: cfg.proxy.max_message_size,
-        ..Default::default()
-    };
-    let (transports, mut events) = Transports::bind(tcfg)
-        .await
-        .map_err(|e| format!("cannot listen: {e}"))?;
-    for l in transports.listeners() {
-        info!(transport = %l.transport, address = %l.addr, "listening");
-    }
-    let core_cfg = CoreConfig {
+/// The core's settings from the configuration and the bound listeners.
+fn core_config(cfg: &Config, transports: &Transports) -> CoreConfig {
+    CoreConfig {
         listeners: transports
             .listeners()
             .iter()
@@ -101,18 +86,64 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         timer_c: cfg.timers.timer_c.as_millis() as Millis,
         max_message_size: cfg.proxy.max_message_size,
         cancel: cfg.cancel.clone(),
+        persist: cfg.store.durability != Durability::Off,
+        dialogs: cfg.dialogs.enabled,
+        dialog_timeout: cfg.dialogs.timeout_s * 1000,
+    }
+}
+
+/// Bind the listeners, restore the state of a previous run, and run the
+/// proxy until `shutdown` resolves; then drain (refuse new calls, finish
+/// those being set up) and stop.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    // The store first: a store that cannot be opened stops cairn before it
+    // takes any call.
+    let store_cfg = StoreConfig {
+        durability: cfg.store.durability,
+        sync_interval_ms: cfg.store.sync_interval_ms,
+        ..StoreConfig::new(&cfg.store.path)
+    };
+    let mut store = StateStore::open(&store_cfg)?;
+    let listeners: Vec<Listener> = cfg
+        .listen
+        .iter()
+        .map(|l| Listener {
+            transport: l.transport,
+            addr: l.address,
+        })
+        .collect();
+    let tcfg = cairn_transport::Config {
+        listeners,
+        max_message_size: cfg.proxy.max_message_size,
         ..Default::default()
     };
+    let (transports, mut events) = Transports::bind(tcfg)
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    for l in transports.listeners() {
+        info!(transport = %l.transport, address = %l.addr, "listening");
+    }
+    let core_cfg = core_config(&cfg, &transports);
     let policy = Arc::new(cfg.routing);
     let mut proxy = Proxy::new(core_cfg, policy.clone());
+    let clock = Clock::new();
+    let mut metrics = DriverMetrics::default();
+    // Every unfinished transaction is back before a socket is read.
+    store.restore(&mut proxy, clock.now(), &mut metrics)?;
+    info!(durability = %store.durability(), path = %cfg.store.path.display(), "state store open");
+
+    let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
+    if let Some(addr) = cfg.admin.listen {
+        admin::serve(addr, admin_tx).await?;
+    }
     let listen_transports: Vec<_> = transports.listeners().iter().map(|l| l.transport).collect();
     let (mut lookups, mut lookup_done) = Lookups::new(policy, &listen_transports);
-    // Where the messages of the current batch came from: a lookup's request is matched to
-    // its event by buffer (the core keeps the received bytes), for the lookup's `source`.
-    let mut sources: Vec<(usize, Peer)> = Vec::new();
-    let clock = Clock::new();
+    let mut sync_tick =
+        tokio::time::interval(Duration::from_millis(cfg.store.sync_interval_ms.max(1)));
+    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = pin!(shutdown);
     let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut sends: Vec<Outgoing> = Vec::with_capacity(64);
     info!("cairn ready");
 
     loop {
@@ -127,12 +158,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = clock.now();
-                sources.clear();
-                handle_event(&mut proxy, now, ev, &mut sources);
-                // Take what else is queued before sending: fewer wake-ups.
+                handle_event(&mut proxy, now, ev, &mut metrics);
+                // Take what else is queued: one group commit for all of it.
                 for _ in 0..64 {
                     match events.try_recv() {
-                        Ok(ev) => handle_event(&mut proxy, now, ev, &mut sources),
+                        Ok(ev) => handle_event(&mut proxy, now, ev, &mut metrics),
                         Err(_) => break,
                     }
                 }
@@ -144,6 +174,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
             }
             _ = sleep => proxy.handle_timeout(clock.now()),
+            _ = sync_tick.tick() => store.tick(&mut metrics),
+            req = admin_rx.recv() => {
+                if let Some(req) = req {
+                    metrics.lookup_failures = lookups.stats().totals().2;
+                    let _ = req.reply.send(admin::answer(&proxy, clock.now(), req.query, &metrics));
+                }
+            }
             _ = &mut shutdown, if drain_until.is_none() => {
                 info!("shutting down: new calls get 503, waiting for calls being set up");
                 proxy.set_draining(true);
@@ -154,32 +191,37 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 break;
             }
         }
+        // Records first, then the messages they cover.
         while let Some(out) = proxy.poll_output() {
             match out {
-                Output::Transmit(t) => transports.send(Outgoing {
+                Output::Transmit(t) => sends.push(Outgoing {
                     dest: t.dest,
                     transport: t.transport,
                     conn: t.conn.map(cairn_transport::ConnId::from_u64),
                     data: t.data,
                     token: t.token,
                 }),
-                // Durability is not wired into the driver yet (persist is off).
-                Output::Persist { .. } | Output::Forget { .. } => {}
+                Output::Persist {
+                    space,
+                    key,
+                    value,
+                    expires_at,
+                } => store.put(space, key, value, expires_at),
+                Output::Forget { space, key } => store.forget(space, key),
                 Output::Lookup {
                     txn,
                     lookup,
                     request,
+                    peer,
                 } => {
-                    let ptr = request.buffer().as_ptr() as usize;
-                    let (source, transport) = match sources.iter().find(|(p, _)| *p == ptr) {
-                        Some((_, peer)) => (peer.addr, peer.transport),
-                        // Not from this batch (cannot happen today): the sent-by of the Via.
-                        None => via_source(&request),
-                    };
-                    let req = LookupRequest::new(&request, source, transport);
+                    let req = LookupRequest::new(&request, peer.addr, peer.transport);
                     lookups.start(txn, lookup, req);
                 }
             }
+        }
+        store.commit(&mut metrics);
+        for o in sends.drain(..) {
+            transports.send(o);
         }
         // A request being looked up is in flight too: its routing is not decided yet.
         if drain_until.is_some() && !proxy.has_pending_requests() && lookups.in_flight() == 0 {
@@ -187,6 +229,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             break;
         }
     }
+    store.tick(&mut metrics);
     transports.shutdown().await;
     let s = proxy.stats();
     info!(
@@ -200,19 +243,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     Ok(())
 }
 
-/// The sent-by of a request's top Via, as a stand-in for its source address.
-fn via_source(req: &cairn_sip::Message) -> (std::net::SocketAddr, cairn_sip::Transport) {
-    let via = req.top_via();
-    let transport = via.transport().unwrap_or(cairn_sip::Transport::Udp);
-    let ip = std::str::from_utf8(cairn_sip::uri::strip_brackets(via.host))
-        .ok()
-        .and_then(|h| h.parse().ok())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let port = via.port.unwrap_or(transport.default_port());
-    (std::net::SocketAddr::new(ip, port), transport)
-}
-
-fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, sources: &mut Vec<(usize, Peer)>) {
+fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, metrics: &mut DriverMetrics) {
     match ev {
         Event::Message(m) => {
             let peer = Peer {
@@ -220,7 +251,6 @@ fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, sources: &mut Vec<(us
                 transport: m.transport,
                 conn: m.conn.map(|c| c.as_u64()),
             };
-            sources.push((m.data.as_ptr() as usize, peer));
             proxy.handle_message(now, m.data, peer, Some(m.local));
         }
         Event::SendFailed {
@@ -230,6 +260,7 @@ fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, sources: &mut Vec<(us
             error,
         } => {
             debug!(%dest, %transport, %error, "send failed");
+            metrics.send_failures += 1;
             if token != 0 {
                 proxy.handle_send_failed(now, token);
             }

@@ -140,6 +140,8 @@ pub enum Output {
         txn: TxnId,
         lookup: Lookup,
         request: Message,
+        /// Where the request came from.
+        peer: Peer,
     },
     /// Write (or replace) this record. Every `Persist` and `Forget` drained
     /// in one poll cycle must be committed to the store before any
@@ -569,11 +571,13 @@ impl Proxy {
                 };
                 s.routing = true;
                 let request = s.request.clone();
+                let peer = s.peer;
                 self.stats.lookups += 1;
                 self.out.push_back(Output::Lookup {
                     txn: id,
                     lookup,
                     request,
+                    peer,
                 });
             }
             None => {}
@@ -1042,19 +1046,14 @@ impl Proxy {
 
     /// A CANCEL that matched nothing, forwarded statelessly where the
     /// rules send its Request-URI (RFC 3261 16.10, when configured).
-    fn forward_cancel_by_rules(&mut self, now: Millis, id: TxnId) {
-        let Some(s) = self.servers.remove(&id) else {
-            return;
-        };
-        self.server_keys.remove(&s.key);
-        let req = &s.request;
+    fn forward_cancel_by_rules(&mut self, req: &Message, peer: Peer) {
         let target = req.request_uri().and_then(|u| {
             let decision = self.policy.route(&RouteInput {
                 method: "CANCEL",
                 ruri_user: u.user.and_then(|x| std::str::from_utf8(x).ok()),
                 ruri_host: std::str::from_utf8(u.host_unbracketed()).unwrap_or(""),
                 ruri_port: u.port,
-                source: s.peer.addr,
+                source: peer.addr,
                 call_id: req.call_id(),
             });
             match decision {
@@ -1065,20 +1064,9 @@ impl Proxy {
         match target {
             Some(t) => {
                 let pop = self.first_route_is_local(req);
-                self.send_stateless(req, s.peer, &t, pop)
+                self.send_stateless(req, peer, &t, pop)
             }
-            None => {
-                let tag = branch::local_tag(s.key_hash);
-                let resp = build::response(
-                    req,
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    Some(tag.as_bytes()),
-                    &[],
-                );
-                let _ = now;
-                self.transmit(s.peer, resp, 0);
-            }
+            None => self.reply_stateless(req, peer, 481, "Call/Transaction Does Not Exist"),
         }
     }
 
@@ -1147,25 +1135,34 @@ impl Proxy {
             .headers_named(HeaderName::Reason)
             .map(|h| Bytes::copy_from_slice(msg.slice(h.value)))
             .collect();
-        let id = self.new_server(now, key, msg, peer, local);
         match invite {
             Some(inv) => {
                 self.stats.cancels_matched += 1;
+                let id = self.new_server(now, key, msg, peer, local);
                 self.respond(now, id, 200, "OK", &[]);
                 self.cancel_invite(now, inv, CancelReason::Caller(reasons));
             }
             None => {
+                // No transaction for it: a flood of these costs a bounded
+                // memory entry each and a stateless answer, nothing more.
                 self.stats.cancels_unmatched += 1;
-                let invite_key = ServerKey::cancelled_invite(&self.servers[&id].request);
-                self.remember_cancel(now, invite_key);
+                self.remember_cancel(now, ServerKey::cancelled_invite(&msg));
                 match self.cfg.cancel.unmatched {
                     UnmatchedCancel::Reply481 => {
-                        self.respond(now, id, 481, "Call/Transaction Does Not Exist", &[])
+                        self.reply_stateless(&msg, peer, 481, "Call/Transaction Does Not Exist")
                     }
-                    UnmatchedCancel::Forward => self.forward_cancel_by_rules(now, id),
+                    UnmatchedCancel::Forward => self.forward_cancel_by_rules(&msg, peer),
                 }
             }
         }
+    }
+
+    /// Answer a request without a transaction.
+    fn reply_stateless(&mut self, req: &Message, peer: Peer, code: u16, reason: &str) {
+        let tag = branch::local_tag(branch::key_hash(ServerKey::of(req).as_bytes()));
+        let resp = build::response(req, code, reason, Some(tag.as_bytes()), &[]);
+        self.stats.local_finals += 1;
+        self.transmit(peer, resp, 0);
     }
 
     /// The caller cancelled (16.10): CANCEL every pending branch that may

@@ -1,0 +1,145 @@
+//! The state store as the driver uses it: records the core asks for are
+//! staged during one turn of the event loop and group-committed before
+//! any message of that turn is sent, so no INVITE leaves before its
+//! branch is on record. At start the records are read back before any
+//! socket is read.
+
+use std::time::Instant;
+
+use cairn_proxy::{Millis, Proxy, Space};
+use cairn_store::{Durability, Op, Store, StoreConfig};
+use tracing::{error, info, warn};
+
+use crate::admin::DriverMetrics;
+
+/// The store plus the batch of the current loop turn.
+pub struct StateStore {
+    store: Box<dyn Store>,
+    batch: Vec<Op>,
+    durability: Durability,
+    /// Whether the last commit failed (logged once per outage).
+    failing: bool,
+    dirty_since_sync: bool,
+}
+
+fn space(s: Space) -> cairn_store::Space {
+    match s {
+        Space::Transactions => cairn_store::Space::Transactions,
+        Space::Dialogs => cairn_store::Space::Dialogs,
+    }
+}
+
+impl StateStore {
+    /// Open the store (moving a corrupt one aside, as documented in
+    /// docs/store.md). The error says what and where.
+    pub fn open(cfg: &StoreConfig) -> Result<StateStore, String> {
+        let opened = cairn_store::open_or_move_aside(cfg).map_err(|e| format!("store: {e}"))?;
+        if let Some((aside, why)) = &opened.moved_aside {
+            error!(moved_to = %aside.display(), error = %why, "the state store was unreadable: started empty");
+        }
+        Ok(StateStore {
+            store: opened.store,
+            batch: Vec::with_capacity(64),
+            durability: cfg.durability,
+            failing: false,
+            dirty_since_sync: false,
+        })
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Rebuild the core's transactions and dialogs from the store.
+    pub fn restore(
+        &mut self,
+        proxy: &mut Proxy,
+        now: Millis,
+        m: &mut DriverMetrics,
+    ) -> Result<(), String> {
+        let start = Instant::now();
+        let txns = self
+            .store
+            .load(cairn_store::Space::Transactions, now)
+            .map_err(|e| format!("store: {e}"))?;
+        let dialogs = self
+            .store
+            .load(cairn_store::Space::Dialogs, now)
+            .map_err(|e| format!("store: {e}"))?;
+        let t = proxy.restore(now, txns.iter().map(|r| r.value.as_slice()));
+        let d = proxy.restore_dialogs(now, dialogs.iter().map(|r| r.value.as_slice()));
+        m.restored_transactions = t.restored as u64;
+        m.restored_dialogs = d.restored as u64;
+        m.restore_skipped = (t.skipped + d.skipped) as u64;
+        m.restore_seconds = start.elapsed().as_secs_f64();
+        info!(
+            transactions = t.restored,
+            dialogs = d.restored,
+            expired = t.expired + d.expired,
+            skipped = t.skipped + d.skipped,
+            ms = start.elapsed().as_millis() as u64,
+            "state restored"
+        );
+        if t.skipped + d.skipped > 0 {
+            warn!(
+                records = t.skipped + d.skipped,
+                "damaged or unknown records were skipped"
+            );
+        }
+        Ok(())
+    }
+
+    /// Stage a record write for this turn.
+    pub fn put(&mut self, s: Space, key: [u8; 8], value: Vec<u8>, expires_at: Millis) {
+        self.batch
+            .push(Op::put(space(s), key.to_vec(), value, expires_at));
+    }
+
+    /// Stage a record removal for this turn.
+    pub fn forget(&mut self, s: Space, key: [u8; 8]) {
+        self.batch.push(Op::delete(space(s), key.to_vec()));
+    }
+
+    /// Commit the turn's batch (one write; at the strict level one fsync).
+    /// A failure is logged and counted, and proxying goes on: the calls of
+    /// this batch then have no durable record.
+    pub fn commit(&mut self, m: &mut DriverMetrics) {
+        if self.batch.is_empty() {
+            return;
+        }
+        match self.store.commit(&self.batch) {
+            Ok(info) => {
+                let secs = info.duration.as_secs_f64();
+                m.store_commits += 1;
+                m.store_records += info.ops as u64;
+                m.store_commit_seconds_sum += secs;
+                m.store_commit_seconds_max = m.store_commit_seconds_max.max(secs);
+                self.dirty_since_sync = true;
+                if self.failing {
+                    info!("state store writable again");
+                    self.failing = false;
+                }
+            }
+            Err(e) => {
+                m.store_commit_errors += 1;
+                if !self.failing {
+                    error!(error = %e, records = self.batch.len(), "state store commit failed: calls go on without a durable record");
+                    self.failing = true;
+                }
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// The sync ticker of the buffered level: fsync what was written.
+    pub fn tick(&mut self, m: &mut DriverMetrics) {
+        if !self.dirty_since_sync || self.durability != Durability::Buffered {
+            return;
+        }
+        self.dirty_since_sync = false;
+        match self.store.sync() {
+            Ok(()) => m.store_syncs += 1,
+            Err(e) => warn!(error = %e, "state store sync failed"),
+        }
+    }
+}
