@@ -138,9 +138,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     }
     let listen_transports: Vec<_> = transports.listeners().iter().map(|l| l.transport).collect();
     let (mut lookups, mut lookup_done) = Lookups::new(policy, &listen_transports);
-    let mut sync_tick =
-        tokio::time::interval(Duration::from_millis(cfg.store.sync_interval_ms.max(1)));
-    sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = pin!(shutdown);
     let mut drain_until: Option<tokio::time::Instant> = None;
     let mut sends: Vec<Outgoing> = Vec::with_capacity(64);
@@ -174,7 +171,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
             }
             _ = sleep => proxy.handle_timeout(clock.now()),
-            _ = sync_tick.tick() => store.tick(&mut metrics),
             req = admin_rx.recv() => {
                 if let Some(req) = req {
                     metrics.lookup_failures = lookups.stats().totals().2;
@@ -229,7 +225,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             break;
         }
     }
-    store.tick(&mut metrics);
+    store.close(&mut metrics);
     transports.shutdown().await;
     let s = proxy.stats();
     info!(

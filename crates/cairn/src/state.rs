@@ -19,6 +19,7 @@ pub struct StateStore {
     durability: Durability,
     /// Whether the last commit failed (logged once per outage).
     failing: bool,
+    cfg: StoreConfig,
     dirty_since_sync: bool,
 }
 
@@ -42,12 +43,22 @@ impl StateStore {
             batch: Vec::with_capacity(64),
             durability: cfg.durability,
             failing: false,
+            cfg: cfg.clone(),
             dirty_since_sync: false,
         })
     }
 
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    fn load_all(
+        &mut self,
+        now: Millis,
+    ) -> Result<(Vec<cairn_store::Record>, Vec<cairn_store::Record>), cairn_store::StoreError> {
+        let t = self.store.load(cairn_store::Space::Transactions, now)?;
+        let d = self.store.load(cairn_store::Space::Dialogs, now)?;
+        Ok((t, d))
     }
 
     /// Rebuild the core's transactions and dialogs from the store.
@@ -58,14 +69,21 @@ impl StateStore {
         m: &mut DriverMetrics,
     ) -> Result<(), String> {
         let start = Instant::now();
-        let txns = self
-            .store
-            .load(cairn_store::Space::Transactions, now)
-            .map_err(|e| format!("store: {e}"))?;
-        let dialogs = self
-            .store
-            .load(cairn_store::Space::Dialogs, now)
-            .map_err(|e| format!("store: {e}"))?;
+        let (txns, dialogs) = match self.load_all(now) {
+            Ok(r) => r,
+            Err(e) if e.kind() == cairn_store::StoreErrorKind::Corrupt => {
+                // The way out documented in docs/store.md: move the damaged
+                // store aside and start empty, saying so.
+                let path = e.path().to_path_buf();
+                let reopened = cairn_store::move_aside(&path).and_then(|aside| {
+                    error!(moved_to = %aside.display(), error = %e, "the state store is corrupt: moved aside, starting empty");
+                    cairn_store::open(&self.cfg)
+                });
+                self.store = reopened.map_err(|e| format!("store: {e}"))?;
+                (Vec::new(), Vec::new())
+            }
+            Err(e) => return Err(format!("store: {e}")),
+        };
         let t = proxy.restore(now, txns.iter().map(|r| r.value.as_slice()));
         let d = proxy.restore_dialogs(now, dialogs.iter().map(|r| r.value.as_slice()));
         m.restored_transactions = t.restored as u64;
@@ -131,9 +149,12 @@ impl StateStore {
         self.batch.clear();
     }
 
-    /// The sync ticker of the buffered level: fsync what was written.
-    pub fn tick(&mut self, m: &mut DriverMetrics) {
-        if !self.dirty_since_sync || self.durability != Durability::Buffered {
+    /// Sync what was written (at shutdown). While running, the buffered
+    /// level is synced by the store's own background thread every
+    /// `sync_interval_ms`, off the event loop; the strict level syncs in
+    /// every commit.
+    pub fn close(&mut self, m: &mut DriverMetrics) {
+        if !self.dirty_since_sync || self.durability == Durability::Off {
             return;
         }
         self.dirty_since_sync = false;
