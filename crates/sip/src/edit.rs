@@ -16,7 +16,9 @@ struct Op {
     start: u32,
     end: u32,
     text: (u32, u32),
-    seq: u16,
+    /// The text must start a line: a CRLF goes before it unless the
+    /// output written so far ends with LF.
+    line_start: bool,
 }
 
 /// Records edits on a parsed message and writes the edited copy.
@@ -38,17 +40,25 @@ impl<'m> Editor<'m> {
     }
 
     fn splice(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
+        self.splice_op(start, end, parts, false);
+    }
+
+    fn splice_op(&mut self, start: usize, end: usize, parts: &[&[u8]], line_start: bool) {
         let t0 = self.scratch.len();
         for p in parts {
             self.scratch.extend_from_slice(p);
         }
-        let seq = self.ops.len() as u16;
-        self.ops.push(Op {
+        let op = Op {
             start: start as u32,
             end: end as u32,
             text: (t0 as u32, self.scratch.len() as u32),
-            seq,
-        });
+            line_start,
+        };
+        // Kept sorted by position; edits at the same place in the order made.
+        let at = self
+            .ops
+            .partition_point(|o| (o.start, o.end) <= (op.start, op.end));
+        self.ops.insert(at, op);
     }
 
     fn insert_line(&mut self, at: usize, name: &[u8], value: &[u8]) {
@@ -137,10 +147,7 @@ impl<'m> Editor<'m> {
             .copied()
         {
             Some(h) => self.splice(h.value.start as usize, h.value.end as usize, &[&num]),
-            None => {
-                let at = self.msg.headers_end();
-                self.insert_line(at, b"Max-Forwards", &num);
-            }
+            None => self.append_header(b"Max-Forwards", &num),
         }
         self
     }
@@ -237,7 +244,16 @@ impl<'m> Editor<'m> {
     /// Add a header line after the others.
     pub fn append_header(&mut self, name: &[u8], value: &[u8]) {
         let at = self.msg.headers_end();
-        self.insert_line(at, name, value);
+        if at > 0 && self.msg.as_bytes()[at - 1] != b'\n' {
+            // The last header line has no line end (accepted, RFC 4475
+            // 3.1.2.15). The new line is left unended like it, and gets a
+            // CRLF before it when written unless the output then ends with
+            // one (the last line may be removed by another edit): several
+            // appends never make an empty line.
+            self.splice_op(at, at, &[name, b": ", value], true);
+        } else {
+            self.insert_line(at, name, value);
+        }
     }
 
     /// Add a Content-Length when the message has none (mandatory on
@@ -260,13 +276,8 @@ impl<'m> Editor<'m> {
 
     /// The size of the edited message.
     pub fn len(&self) -> usize {
-        let mut n = self.msg.as_bytes().len();
-        for op in &self.ops {
-            n = n + (op.text.1 - op.text.0) as usize - (op.end - op.start) as usize;
-        }
-        if let Some(b) = self.body {
-            n = n - self.msg.body().len() + b.len();
-        }
+        let mut n = 0;
+        self.walk(|s| n += s.len());
         n
     }
 
@@ -276,11 +287,23 @@ impl<'m> Editor<'m> {
 
     /// Write the edited message.
     pub fn write_into<B: BufMut>(&mut self, out: &mut B) {
-        self.ops.sort_unstable_by_key(|o| (o.start, o.end, o.seq));
+        self.walk(|s| out.put_slice(s));
+    }
+
+    /// Hand the pieces of the edited message to `put`, in order.
+    fn walk(&self, mut put: impl FnMut(&[u8])) {
         let src = self.msg.as_bytes();
         let end_of_headers = match self.body {
             Some(_) => self.msg.body_start(),
             None => src.len(),
+        };
+        // The last byte handed out, for `Op::line_start`.
+        let mut last = 0u8;
+        let mut emit = |s: &[u8], last: &mut u8| {
+            if let Some(&l) = s.last() {
+                *last = l;
+                put(s);
+            }
         };
         let mut cursor = 0usize;
         for op in &self.ops {
@@ -289,13 +312,19 @@ impl<'m> Editor<'m> {
                 // Overlapping edits: the first one wins.
                 continue;
             }
-            out.put_slice(&src[cursor..s]);
-            out.put_slice(&self.scratch[op.text.0 as usize..op.text.1 as usize]);
+            emit(&src[cursor..s], &mut last);
+            if op.line_start && last != b'\n' {
+                emit(b"\r\n", &mut last);
+            }
+            emit(
+                &self.scratch[op.text.0 as usize..op.text.1 as usize],
+                &mut last,
+            );
             cursor = e;
         }
-        out.put_slice(&src[cursor..end_of_headers]);
+        emit(&src[cursor..end_of_headers], &mut last);
         if let Some(b) = self.body {
-            out.put_slice(b);
+            emit(b, &mut last);
         }
     }
 

@@ -107,8 +107,11 @@ impl HeaderName {
             19 => &[(b"proxy-authorization", ProxyAuthorization)],
             _ => return Other,
         };
+        // Candidates are lower case: compare the first byte, then whole
+        // words (`eq_lower`).
+        let first = name[0].to_ascii_lowercase();
         for &(n, id) in candidates {
-            if n.eq_ignore_ascii_case(name) {
+            if n[0] == first && eq_lower(name, n) {
                 return id;
             }
         }
@@ -128,6 +131,53 @@ impl HeaderName {
                 | HeaderName::ContentLength
                 | HeaderName::ContentType
         )
+    }
+}
+
+/// `name` equals `lower` (lower-case letters, digits and `-`) ignoring ASCII
+/// case. Compares whole words: a byte of `name` is OR-ed with 0x20 only
+/// where `lower` has a letter (bit 6 set), so the test stays exact
+/// (`\r` never passes for `-`).
+#[inline]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    #[inline(always)]
+    fn eq(a: u64, c: u64) -> bool {
+        (a | ((c & 0x4040_4040_4040_4040) >> 1)) == c
+    }
+    #[inline(always)]
+    fn w2(s: &[u8], i: usize) -> u64 {
+        u64::from(u16::from_le_bytes([s[i], s[i + 1]]))
+    }
+    #[inline(always)]
+    fn w4(s: &[u8], i: usize) -> u64 {
+        u64::from(u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]))
+    }
+    #[inline(always)]
+    fn w8(s: &[u8], i: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&s[i..i + 8]);
+        u64::from_le_bytes(b)
+    }
+    let n = name.len();
+    if n != lower.len() {
+        return false;
+    }
+    // Overlapping loads cover every length from 2 to 24 in two or three words.
+    match n {
+        0 => true,
+        1 => eq(u64::from(name[0]), u64::from(lower[0])),
+        2..=3 => eq(w2(name, 0), w2(lower, 0)) && eq(w2(name, n - 2), w2(lower, n - 2)),
+        4..=7 => eq(w4(name, 0), w4(lower, 0)) && eq(w4(name, n - 4), w4(lower, n - 4)),
+        8..=16 => eq(w8(name, 0), w8(lower, 0)) && eq(w8(name, n - 8), w8(lower, n - 8)),
+        17..=24 => {
+            eq(w8(name, 0), w8(lower, 0))
+                && eq(w8(name, 8), w8(lower, 8))
+                && eq(w8(name, n - 8), w8(lower, n - 8))
+        }
+        _ => name
+            .iter()
+            .zip(lower)
+            .all(|(&a, &c)| eq(u64::from(a), u64::from(c))),
     }
 }
 
@@ -157,6 +207,13 @@ mod tests {
             ("X-Custom", Other),
             ("s", Other),
             ("", Other),
+            ("Call\rID", Other),
+            ("Call-I\x04", Other),
+            ("MAX-FORWARDS", MaxForwards),
+            ("max_forwards", Other),
+            ("Proxy-AuthorizatioN", ProxyAuthorization),
+            ("Proxy-Authorizatio\x0e", Other),
+            ("Record-Rout\x05", Other),
         ] {
             assert_eq!(HeaderName::from_bytes(s.as_bytes()), id, "{s}");
         }

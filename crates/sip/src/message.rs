@@ -222,14 +222,22 @@ impl Message {
             if end - i > limits.max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
-            let colon = memchr::memchr(b':', &b[i..end])
-                .map(|k| i + k)
-                .ok_or_else(|| ParseError::bad("Header line without a colon"))?;
-            let name_end = trim_end(b, i, colon);
-            let name = &b[i..name_end];
-            if name.is_empty() || !name.iter().all(|&c| is_token(c)) {
-                return Err(ParseError::bad("Malformed header name"));
+            // name = token, then SP/HT, then ':', in one pass.
+            let mut name_end = i;
+            while name_end < end && is_token(b[name_end]) {
+                name_end += 1;
             }
+            let mut colon = name_end;
+            while colon < end && (b[colon] == b' ' || b[colon] == b'\t') {
+                colon += 1;
+            }
+            if name_end == i || colon >= end || b[colon] != b':' {
+                return Err(match memchr::memchr(b':', &b[i..end]) {
+                    None => ParseError::bad("Header line without a colon"),
+                    Some(_) => ParseError::bad("Malformed header name"),
+                });
+            }
+            let name = &b[i..name_end];
             let mut v = colon + 1;
             while v < end && (b[v] == b' ' || b[v] == b'\t') {
                 v += 1;
