@@ -489,15 +489,7 @@ impl Proxy {
         let key = ServerKey::of(&msg);
         if let Some(&id) = self.server_keys.get(&key) {
             self.stats.retransmissions_in += 1;
-            let mut out = std::mem::take(&mut self.actions);
-            if let Some(s) = self.servers.get_mut(&id) {
-                match &mut s.machine {
-                    ServerMachine::Invite(m) => m.on_retransmission(&mut out),
-                    ServerMachine::NonInvite(m) => m.on_retransmission(&mut out),
-                }
-            }
-            self.actions = out;
-            self.apply_server_actions(now, id);
+            self.server_retransmission(now, id);
             return;
         }
         if self.cfg.dialogs && msg.method() == Method::Bye {
@@ -1115,16 +1107,7 @@ impl Proxy {
         let key = ServerKey::of(&msg);
         if let Some(&id) = self.server_keys.get(&key) {
             // A retransmitted CANCEL: its transaction answers again.
-            let mut out = std::mem::take(&mut self.actions);
-            if let Some(ServerTxn {
-                machine: ServerMachine::NonInvite(m),
-                ..
-            }) = self.servers.get_mut(&id)
-            {
-                m.on_retransmission(&mut out);
-            }
-            self.actions = out;
-            self.apply_server_actions(now, id);
+            self.server_retransmission(now, id);
             return;
         }
         let invite = self
@@ -1611,21 +1594,43 @@ impl Proxy {
     /// A CANCELed branch gave no final within 64*T1 (RFC 3261 9.1): it is
     /// over, the caller is not kept waiting for a 487 that never comes.
     fn on_cancel_wait(&mut self, now: Millis, cid: TxnId) {
-        let Some(c) = self.clients.get_mut(&cid) else {
+        debug!(cid, "cancelled branch gave no final response: ended");
+        self.end_branch(now, cid, Failure::Timeout);
+    }
+
+    /// End the INVITE client transaction of a branch and count the branch
+    /// as failed.
+    fn end_branch(&mut self, now: Millis, cid: TxnId, failure: Failure) {
+        let Some(ClientTxn {
+            machine: ClientMachine::Invite(m),
+            server,
+            branch,
+            ..
+        }) = self.clients.get_mut(&cid)
+        else {
             return;
         };
-        let ClientMachine::Invite(m) = &mut c.machine else {
-            return;
-        };
-        let owner = (c.server, c.branch);
+        let owner = (*server, *branch);
         let mut out = std::mem::take(&mut self.actions);
         m.terminate(&mut out);
         self.actions = out;
         self.apply_client_actions(now, cid);
         if let (server, Some(bi)) = owner {
-            debug!(server, bi, "cancelled branch gave no final response: ended");
-            self.branch_failed(now, server, bi, Failure::Timeout);
+            self.branch_failed(now, server, bi, failure);
         }
+    }
+
+    /// A request of an existing server transaction came again.
+    fn server_retransmission(&mut self, now: Millis, id: TxnId) {
+        let mut out = std::mem::take(&mut self.actions);
+        if let Some(s) = self.servers.get_mut(&id) {
+            match &mut s.machine {
+                ServerMachine::Invite(m) => m.on_retransmission(&mut out),
+                ServerMachine::NonInvite(m) => m.on_retransmission(&mut out),
+            }
+        }
+        self.actions = out;
+        self.apply_server_actions(now, id);
     }
 
     /// Timer C (16.8): CANCEL a branch that rang too long; a branch that
@@ -1660,17 +1665,7 @@ impl Proxy {
                 self.send_cancel(now, id, bi, CancelReason::NoAnswer);
             }
         } else {
-            let mut out = std::mem::take(&mut self.actions);
-            if let Some(ClientTxn {
-                machine: ClientMachine::Invite(m),
-                ..
-            }) = self.clients.get_mut(&cid)
-            {
-                m.terminate(&mut out);
-            }
-            self.actions = out;
-            self.apply_client_actions(now, cid);
-            self.branch_failed(now, id, bi, Failure::Timeout);
+            self.end_branch(now, cid, Failure::Timeout);
         }
     }
 

@@ -211,6 +211,7 @@ impl World {
                     txn,
                     lookup,
                     request,
+                    ..
                 } => self.lookups.push((txn, lookup, request)),
                 _ => {}
             }

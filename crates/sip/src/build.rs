@@ -15,9 +15,23 @@ fn line(out: &mut BytesMut, name: &str, value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// The standard reason phrase of a status code.
+/// The standard reason phrase of a status code; for a code without one,
+/// the phrase of its class.
 pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
+    standard_reason(code).unwrap_or(match code / 100 {
+        1 => "Trying",
+        2 => "OK",
+        3 => "Redirect",
+        4 => "Client Error",
+        5 => "Server Error",
+        _ => "Global Failure",
+    })
+}
+
+/// The standard reason phrase of a response code (RFC 3261 section 21
+/// and later RFCs), if it has one.
+pub fn standard_reason(code: u16) -> Option<&'static str> {
+    Some(match code {
         100 => "Trying",
         180 => "Ringing",
         181 => "Call Is Being Forwarded",
@@ -25,11 +39,19 @@ pub fn reason_phrase(code: u16) -> &'static str {
         183 => "Session Progress",
         200 => "OK",
         202 => "Accepted",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         410 => "Gone",
         413 => "Request Entity Too Large",
@@ -37,14 +59,23 @@ pub fn reason_phrase(code: u16) -> &'static str {
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
+        429 => "Provide Referrer Identity",
+        433 => "Anonymity Disallowed",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
         483 => "Too Many Hops",
         484 => "Address Incomplete",
+        485 => "Ambiguous",
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
         500 => "Server Internal Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",
@@ -52,19 +83,15 @@ pub fn reason_phrase(code: u16) -> &'static str {
         504 => "Server Time-out",
         505 => "Version Not Supported",
         513 => "Message Too Large",
+        580 => "Precondition Failure",
         600 => "Busy Everywhere",
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
-        _ => match code / 100 {
-            1 => "Trying",
-            2 => "OK",
-            3 => "Redirect",
-            4 => "Client Error",
-            5 => "Server Error",
-            _ => "Global Failure",
-        },
-    }
+        607 => "Unwanted",
+        608 => "Rejected",
+        _ => return None,
+    })
 }
 
 /// Build a response to `req` (RFC 3261 8.2.6): Via lines, From, To,
@@ -114,26 +141,7 @@ pub fn response(
 /// INVITE's top Via, the INVITE's Route headers, and the given Reason
 /// values.
 pub fn cancel(invite: &Message, reasons: &[&[u8]]) -> Bytes {
-    let mut out = BytesMut::with_capacity(512);
-    out.put_slice(b"CANCEL ");
-    out.put_slice(invite.request_uri_bytes());
-    out.put_slice(b" SIP/2.0\r\n");
-    line(&mut out, "Via", invite.slice(invite.top_via_span()));
-    for h in invite.headers_named(HeaderName::Route) {
-        line(&mut out, "Route", invite.slice(h.value));
-    }
-    line(&mut out, "Max-Forwards", b"70");
-    line(&mut out, "From", invite.from_value());
-    line(&mut out, "To", invite.to_value());
-    line(&mut out, "Call-ID", invite.call_id());
-    out.put_slice(b"CSeq: ");
-    out.put_slice(&itoa_buf(invite.cseq().number));
-    out.put_slice(b" CANCEL\r\n");
-    for r in reasons {
-        line(&mut out, "Reason", r);
-    }
-    out.put_slice(b"Content-Length: 0\r\n\r\n");
-    out.freeze()
+    hop_request(b"CANCEL", invite, invite.to_value(), reasons)
 }
 
 /// Build the ACK for a non-2xx final response to an INVITE as it was sent
@@ -141,8 +149,14 @@ pub fn cancel(invite: &Message, reasons: &[&[u8]]) -> Bytes {
 /// and Route headers, the response's To (with its tag), CSeq number with
 /// method ACK.
 pub fn ack(invite: &Message, response: &Message) -> Bytes {
+    hop_request(b"ACK", invite, response.to_value(), &[])
+}
+
+/// A request of the INVITE's own transaction (CANCEL, ACK for a non-2xx).
+fn hop_request(method: &[u8], invite: &Message, to: &[u8], reasons: &[&[u8]]) -> Bytes {
     let mut out = BytesMut::with_capacity(512);
-    out.put_slice(b"ACK ");
+    out.put_slice(method);
+    out.put_u8(b' ');
     out.put_slice(invite.request_uri_bytes());
     out.put_slice(b" SIP/2.0\r\n");
     line(&mut out, "Via", invite.slice(invite.top_via_span()));
@@ -151,11 +165,16 @@ pub fn ack(invite: &Message, response: &Message) -> Bytes {
     }
     line(&mut out, "Max-Forwards", b"70");
     line(&mut out, "From", invite.from_value());
-    line(&mut out, "To", response.to_value());
+    line(&mut out, "To", to);
     line(&mut out, "Call-ID", invite.call_id());
     out.put_slice(b"CSeq: ");
     out.put_slice(&itoa_buf(invite.cseq().number));
-    out.put_slice(b" ACK\r\n");
+    out.put_u8(b' ');
+    out.put_slice(method);
+    out.put_slice(b"\r\n");
+    for r in reasons {
+        line(&mut out, "Reason", r);
+    }
     out.put_slice(b"Content-Length: 0\r\n\r\n");
     out.freeze()
 }
