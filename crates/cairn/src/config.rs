@@ -184,7 +184,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key: None,
         message: format!("cannot read the configuration file: {e}"),
     })?;
-    let mut cfg = parse(&text, &origin)?;
+    let mut cfg = parse_in(&text, &origin, path.parent())?;
     // A relative store path is relative to the configuration file.
     if cfg.store.path.is_relative() {
         if let Some(dir) = path.parent() {
@@ -196,8 +196,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Check a configuration given as text. `origin` names it in errors (usually the file name).
 pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    parse_in(text, origin, None)
+}
+
+/// [`parse`], with relative file names (`lcr.file`) resolved against
+/// `base_dir` (the configuration file's directory).
+pub fn parse_in(text: &str, origin: &str, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
     let raw = deserialize(text, origin)?;
-    raw.check().map_err(|e| located(text, origin, e))
+    raw.check(base_dir).map_err(|e| located(text, origin, e))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -224,6 +230,8 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     destination_set: Vec<DestinationSetConfig>,
+    #[serde(default)]
+    lcr: Vec<cairn_routing::LcrConfig>,
     #[serde(default)]
     rule: Vec<RuleConfig>,
     #[serde(default)]
@@ -517,7 +525,7 @@ fn err(path: KeyPath, message: impl Into<String>) -> BuildError {
 }
 
 impl RawConfig {
-    fn check(self) -> Result<Config, BuildError> {
+    fn check(self, base_dir: Option<&Path>) -> Result<Config, BuildError> {
         let log = check_log(self.log)?;
         let listen = check_listen(&self.listen)?;
         let proxy = check_proxy(self.proxy)?;
@@ -541,6 +549,8 @@ impl RawConfig {
             destination_sets: self.destination_set,
             rules: self.rule,
             routing: self.routing,
+            lcr: self.lcr,
+            base_dir: base_dir.map(Path::to_path_buf),
         })?;
         check_destination_transports(&routing, &explicit, &listen)?;
         Ok(Config {
@@ -860,6 +870,7 @@ mod tests {
             ruri_port: None,
             source: "127.0.0.1:40000".parse().unwrap(),
             call_id: b"x",
+            now_unix_ms: 0,
         };
         let Decision::Forward(plan) = c.routing.route(&input) else {
             panic!("INVITE is forwarded")
@@ -1167,7 +1178,7 @@ no_match = { code = 480 }
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\nrespond = { code = 403, reason = \"Forbidden\" }\n"),
             "rule[0]",
-            "set destination_set, respond or lookup, not both destination_set and respond",
+            "set destination_set, respond, lookup or lcr, not both destination_set and respond",
         );
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\nmethods = [\"INVITE\"]\n"),

@@ -378,6 +378,7 @@ mod tests {
                 ..Default::default()
             }],
             routing: RoutingSection::default(),
+            ..Default::default()
         };
         let p = Policy::build(&cfg).unwrap();
         let lookup = Lookup {

@@ -551,7 +551,7 @@ impl Proxy {
             self.stats.cancelled_before_invite += 1;
             return self.respond(now, id, 487, "Request Terminated", &[]);
         }
-        match self.decide(id) {
+        match self.decide(now, id) {
             Some(Outcome::Respond(code, reason, extra)) => match extra {
                 Some((name, value)) => self.respond(now, id, code, &reason, &[(name, &value)]),
                 None => self.respond(now, id, code, &reason, &[]),
@@ -693,7 +693,7 @@ impl Proxy {
         self.recent_cancels.len()
     }
 
-    fn decide(&self, id: TxnId) -> Option<Outcome> {
+    fn decide(&self, now: Millis, id: TxnId) -> Option<Outcome> {
         let respond = |code: u16, reason: &str| Some(Outcome::Respond(code, reason.into(), None));
         let s = self.servers.get(&id)?;
         let req = &s.request;
@@ -786,6 +786,7 @@ impl Proxy {
             ruri_port: ruri.port,
             source: s.peer.addr,
             call_id: req.call_id(),
+            now_unix_ms: now,
         });
         match decision {
             Decision::Respond { code, reason } => respond(code, &reason),
@@ -1038,7 +1039,7 @@ impl Proxy {
 
     /// A CANCEL that matched nothing, forwarded statelessly where the
     /// rules send its Request-URI (RFC 3261 16.10, when configured).
-    fn forward_cancel_by_rules(&mut self, req: &Message, peer: Peer) {
+    fn forward_cancel_by_rules(&mut self, now: Millis, req: &Message, peer: Peer) {
         let target = req.request_uri().and_then(|u| {
             let decision = self.policy.route(&RouteInput {
                 method: "CANCEL",
@@ -1047,6 +1048,7 @@ impl Proxy {
                 ruri_port: u.port,
                 source: peer.addr,
                 call_id: req.call_id(),
+                now_unix_ms: now,
             });
             match decision {
                 Decision::Forward(plan) => plan.targets.into_iter().next(),
@@ -1134,7 +1136,7 @@ impl Proxy {
                     UnmatchedCancel::Reply481 => {
                         self.reply_stateless(&msg, peer, 481, "Call/Transaction Does Not Exist")
                     }
-                    UnmatchedCancel::Forward => self.forward_cancel_by_rules(&msg, peer),
+                    UnmatchedCancel::Forward => self.forward_cancel_by_rules(now, &msg, peer),
                 }
             }
         }

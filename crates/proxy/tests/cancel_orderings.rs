@@ -112,6 +112,7 @@ fn policy(o: &Opts) -> Policy {
         destination_sets: vec![DestinationSetConfig::new("gw", algorithm, &uris)],
         rules: vec![rule],
         routing: RoutingSection::default(),
+        ..Default::default()
     };
     Policy::build_seeded(&cfg, 7).unwrap()
 }

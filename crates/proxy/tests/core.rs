@@ -46,6 +46,7 @@ fn policy(algorithm: Algorithm, tcp: bool) -> Policy {
             ..Default::default()
         }],
         routing: RoutingSection::default(),
+        ..Default::default()
     };
     Policy::build_seeded(&cfg, 7).unwrap()
 }

@@ -45,6 +45,7 @@ fn new_proxy(algorithm: Algorithm) -> Proxy {
             ..Default::default()
         }],
         routing: RoutingSection::default(),
+        ..Default::default()
     };
     let core = CoreConfig {
         listeners: vec![LocalAddr {

@@ -6,6 +6,7 @@
 //! Unknown keys are refused (`deny_unknown_fields`) so a typo is an error, not a silent default.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -19,6 +20,12 @@ pub struct RoutingConfig {
     pub rules: Vec<RuleConfig>,
     /// The `[routing]` table.
     pub routing: RoutingSection,
+    /// The `[[lcr]]` array (least-cost routing tables), in file order.
+    pub lcr: Vec<LcrConfig>,
+    /// The directory a relative `lcr.file` is resolved against: the directory of the
+    /// configuration file. `None`: the current directory.
+    /// [`Policy::build`](crate::Policy::build) reads the files (its only I/O).
+    pub base_dir: Option<PathBuf>,
 }
 
 /// How a destination set orders its destinations for a request.
@@ -78,6 +85,10 @@ pub struct DestinationSetConfig {
     pub rewrite_ruri_host: bool,
     /// At least one.
     pub destinations: Vec<DestinationConfig>,
+    /// Health probing (OPTIONS) of the destinations. Default: none (always up unless
+    /// set down through the admin API).
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
 }
 
 /// One entry of `destination_set.destinations`.
@@ -128,6 +139,7 @@ impl DestinationSetConfig {
             failover_on_timeout: true,
             rewrite_ruri_host: false,
             destinations: uris.iter().map(|u| DestinationConfig::new(u)).collect(),
+            health: None,
         }
     }
 }
@@ -160,6 +172,12 @@ pub struct RuleConfig {
     /// Action: ask an HTTP service for the destinations.
     #[serde(default)]
     pub lookup: Option<LookupConfig>,
+    /// Action: least-cost routing through the `[[lcr]]` table of this name.
+    #[serde(default)]
+    pub lcr: Option<String>,
+    /// Matcher: the rule matches only inside one of these time windows.
+    #[serde(default)]
+    pub time: Option<TimeConditions>,
     /// The Reason header value (RFC 3326) of every CANCEL cairn sends for the calls of
     /// this rule, e.g. `SIP;cause=480;text="Try later"`. A caller's own Reason is still
     /// kept when `cancel.caller_reason = "preserve"`.
@@ -327,4 +345,233 @@ pub fn default_failover_codes() -> Vec<CodePattern> {
 
 fn default_no_match() -> ResponseConfig {
     ResponseConfig::new(404, "Not Found")
+}
+
+/// `destination_set.health`: OPTIONS probing of the set's destinations.
+/// `health = { interval_ms = 10000, timeout_ms = 2000, down_after = 3, up_after = 2,
+/// alive_codes = ["2xx", "404"] }`. Checked by [`Policy::build`](crate::Policy::build).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Time between two probes of one destination. Default 10000.
+    #[serde(default = "default_probe_interval")]
+    pub interval_ms: u64,
+    /// A probe without a reply after this long has failed. Default 2000; at most
+    /// `interval_ms`.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive failed probes that mark an up destination down. Default 3.
+    #[serde(default = "default_down_after")]
+    pub down_after: u32,
+    /// Consecutive answered probes that mark a down destination up again. Default 2.
+    #[serde(default = "default_up_after")]
+    pub up_after: u32,
+    /// The replies that count as alive: codes (`"404"` or `404`) or classes (`"2xx"`),
+    /// 200 to 699. Default `["2xx"]`.
+    #[serde(default = "default_alive_codes")]
+    pub alive_codes: Vec<CodePattern>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_ms: default_probe_interval(),
+            timeout_ms: default_probe_timeout(),
+            down_after: default_down_after(),
+            up_after: default_up_after(),
+            alive_codes: default_alive_codes(),
+        }
+    }
+}
+
+fn default_probe_interval() -> u64 {
+    10_000
+}
+fn default_probe_timeout() -> u64 {
+    2_000
+}
+fn default_down_after() -> u32 {
+    3
+}
+fn default_up_after() -> u32 {
+    2
+}
+fn default_alive_codes() -> Vec<CodePattern> {
+    vec![CodePattern::from("2xx")]
+}
+
+/// One `[[lcr]]`: a least-cost routing table. Prefixes of the normalised called number
+/// (the Request-URI user) map to carriers with a priority and a weight.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LcrConfig {
+    /// Unique among tables and destination sets; referenced by `rule.lcr`.
+    pub name: String,
+    /// The carriers (gateway groups) the prefixes name. At least one.
+    pub carriers: Vec<CarrierConfig>,
+    /// Prefix entries written in the configuration.
+    #[serde(default)]
+    pub prefixes: Vec<LcrPrefixConfig>,
+    /// A CSV file of prefix entries (`prefix,carrier[,priority[,weight]]`), relative to
+    /// [`RoutingConfig::base_dir`]. Read by [`Policy::build`](crate::Policy::build).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Before matching: cut the user at its first `;` and keep only the digits and a
+    /// leading `+`. Default true.
+    #[serde(default = "default_true")]
+    pub digits_only: bool,
+    /// Rewrite rules applied after `digits_only`: the first whose `strip` begins the
+    /// number applies (strip it, put `prefix` in front), the others are skipped.
+    #[serde(default)]
+    pub normalize: Vec<NormalizeRule>,
+    /// Final response codes that make the plan try the next destination (and so the next
+    /// carrier). Default `["5xx", "408"]`.
+    #[serde(default = "default_failover_codes")]
+    pub failover_codes: Vec<CodePattern>,
+    /// Try the next destination when a branch gets no final answer in time. Default true.
+    #[serde(default = "default_true")]
+    pub failover_on_timeout: bool,
+    /// The answer when no prefix matches (or the request has no user part).
+    /// Default 404 "Not Found".
+    #[serde(default = "default_no_match")]
+    pub no_match: ResponseConfig,
+}
+
+impl LcrConfig {
+    /// A table with these carriers and prefixes and every other key at its default.
+    pub fn new(name: &str, carriers: Vec<CarrierConfig>, prefixes: Vec<LcrPrefixConfig>) -> Self {
+        LcrConfig {
+            name: name.to_owned(),
+            carriers,
+            prefixes,
+            file: None,
+            digits_only: true,
+            normalize: Vec::new(),
+            failover_codes: default_failover_codes(),
+            failover_on_timeout: true,
+            no_match: default_no_match(),
+        }
+    }
+}
+
+/// One entry of `lcr.carriers`: a named gateway group, either existing destination sets
+/// (tried in the listed order, each in its own algorithm's order) or its own destinations.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierConfig {
+    /// Unique in the table; referenced by the prefix entries.
+    pub name: String,
+    /// Destination sets (by name) that make up the carrier, tried in this order.
+    #[serde(default)]
+    pub destination_sets: Option<StringList>,
+    /// The carrier's own gateways (same keys as `destination_set.destinations`); they form
+    /// a destination set named `TABLE.CARRIER`.
+    #[serde(default)]
+    pub destinations: Option<Vec<DestinationConfig>>,
+    /// Order of the own `destinations`. Default `priority`; `parallel` is refused.
+    #[serde(default)]
+    pub algorithm: Option<Algorithm>,
+    /// Health probing of the own `destinations`.
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+}
+
+/// One entry of `lcr.prefixes`: `{ prefix = "+1", carrier = "a", priority = 1, weight = 10 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LcrPrefixConfig {
+    /// A normalised number prefix: digits with an optional leading `+`, at most 32
+    /// characters; `""` matches every number.
+    pub prefix: String,
+    /// A carrier of the table.
+    pub carrier: String,
+    /// Lower is tried first. Default 0.
+    #[serde(default)]
+    pub priority: u32,
+    /// Share among the carriers of equal priority (weighted random order; 0 = only after
+    /// the weighted ones). Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+impl LcrPrefixConfig {
+    /// An entry with priority 0 and weight 1.
+    pub fn new(prefix: &str, carrier: &str) -> Self {
+        LcrPrefixConfig {
+            prefix: prefix.to_owned(),
+            carrier: carrier.to_owned(),
+            priority: 0,
+            weight: 1,
+        }
+    }
+}
+
+/// One entry of `lcr.normalize`: `{ strip = "00", prefix = "+" }` turns `0049301234` into
+/// `+49301234`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizeRule {
+    /// The rule applies when the number begins with this; it is removed. `""` always
+    /// applies.
+    #[serde(default)]
+    pub strip: String,
+    /// Put in front of what is left.
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// `rule.time`: one window (a table) or several (an array of tables, any may match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeConditions(pub Vec<TimeWindowConfig>);
+
+impl<'de> Deserialize<'de> for TimeConditions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TimeConditions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a time window table or a list of them")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<TimeConditions, A::Error> {
+                let w = TimeWindowConfig::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(TimeConditions(vec![w]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TimeConditions, A::Error> {
+                let mut out = Vec::new();
+                while let Some(w) = seq.next_element::<TimeWindowConfig>()? {
+                    out.push(w);
+                }
+                Ok(TimeConditions(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One time window: `{ zone = "Europe/Berlin", days = ["mon..fri"], from = "08:00",
+/// to = "18:00", dates = ["2026-12-24..2026-12-26"], invert = false }`. Every key present
+/// must hold (AND); a window without keys always holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeWindowConfig {
+    /// IANA time zone name. Default `"UTC"`.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Days of the week: `"mon"` ... `"sun"` (or full names) and ranges `"mon..fri"`.
+    #[serde(default)]
+    pub days: Option<StringList>,
+    /// Local start time `"HH:MM"` or `"HH:MM:SS"`, inclusive. Default 00:00.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Local end time, exclusive (`"24:00"` is the end of the day). Default 24:00. Before
+    /// `from`: the window crosses midnight.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Dates `"2026-12-24"`, ranges `"2026-12-24..2026-12-26"`, or yearly `"12-24"`,
+    /// `"12-24..01-06"`; inclusive.
+    #[serde(default)]
+    pub dates: Option<StringList>,
+    /// Hold outside the window instead of inside.
+    #[serde(default)]
+    pub invert: bool,
 }

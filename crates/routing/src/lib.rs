@@ -14,41 +14,62 @@
 //!         "gw", Algorithm::RoundRobin, &["sip:192.0.2.1", "sip:192.0.2.2;transport=tcp"])],
 //!     rules: vec![RuleConfig {
 //!         name: "all".into(), destination_set: Some("gw".into()), ..Default::default() }],
-//!     routing: RoutingSection::default(),
+//!     ..Default::default()
 //! };
 //! let policy = Policy::build(&cfg).unwrap();
 //! let input = RouteInput {
 //!     method: "INVITE", ruri_user: Some("alice"), ruri_host: "example.com", ruri_port: None,
 //!     source: "198.51.100.7:5060".parse().unwrap(), call_id: b"abc@host",
+//!     now_unix_ms: 1_790_000_000_000,
 //! };
 //! let Decision::Forward(plan) = policy.route(&input) else { panic!() };
 //! assert_eq!(plan.targets.len(), 2);
 //! ```
 //!
-//! Extension points: destinations live in their set behind an index ([`Target::index`]) with
-//! a shared [`DestinationState`] (up/down today) for health checks; the set's algorithm only
-//! orders the destinations that are up.
+//! Rules can also route by least cost ([`LcrTable`]: longest-prefix match of the normalised
+//! called number, carriers by priority and weight) and hold only in time windows
+//! ([`TimeWindow`], in a named time zone, against [`RouteInput::now_unix_ms`]).
+//!
+//! Destinations live in their set behind an index ([`Target::index`]) with a shared
+//! [`DestinationState`] (health, administrative override, dialog count); a
+//! [`HealthTracker`] drives the health from OPTIONS probes the driver sends. The sets'
+//! algorithms only order the destinations that are up.
 
 mod cidr;
 pub mod config;
 mod error;
 mod failover;
+mod health;
 pub mod host;
+mod lcr;
 mod lookup;
 mod policy;
+mod prefix;
 mod reason;
 mod rng;
 mod set;
+mod time;
 mod uri;
 
 pub use cidr::Cidr;
 pub use config::{
-    Algorithm, CodePattern, DestinationConfig, DestinationSetConfig, LookupConfig, ResponseConfig,
-    RoutingConfig, RoutingSection, RuleConfig, StringList, DEFAULT_LOOKUP_TIMEOUT_MS,
+    Algorithm, CarrierConfig, CodePattern, DestinationConfig, DestinationSetConfig, HealthConfig,
+    LcrConfig, LcrPrefixConfig, LookupConfig, NormalizeRule, ResponseConfig, RoutingConfig,
+    RoutingSection, RuleConfig, StringList, TimeConditions, TimeWindowConfig,
+    DEFAULT_LOOKUP_TIMEOUT_MS,
 };
 pub use error::{BuildError, KeyPath, PathSegment};
 pub use failover::{CodeSet, Failover};
+pub use health::{
+    DestinationHealth, DestinationId, HealthSettings, HealthTracker, Probe, Transition,
+    TransitionKind, UnknownDestination, MAX_PROBE_INTERVAL_MS, MAX_PROBE_THRESHOLD,
+    MIN_PROBE_INTERVAL_MS,
+};
 pub use host::Host;
+pub use lcr::{
+    resolve_lcr_path, Carrier, LcrMatch, LcrRoute, LcrTable, MAX_LCR_ENTRIES, MAX_LCR_PREFIX_LEN,
+    MAX_NORMALIZE_LEN,
+};
 pub use lookup::{
     LookupAnswer, LookupError, LookupMode, MAX_LOOKUP_TARGETS, MAX_LOOKUP_TIMEOUT_MS,
 };
@@ -59,6 +80,9 @@ pub use policy::{
 pub use reason::{check_reason_value, standard_reason};
 pub use rng::stable_hash;
 pub use set::{Destination, DestinationSet, DestinationState};
+pub use time::TimeWindow;
 
+#[cfg(test)]
+mod lcr_tests;
 #[cfg(test)]
 mod tests;

@@ -12,13 +12,16 @@ use crate::config::{
 };
 use crate::error::{BuildError, KeyPath};
 use crate::failover::{CodeSet, Failover};
+use crate::health::DestinationId;
 use crate::host::Host;
+use crate::lcr::LcrTable;
 use crate::lookup::{
     check_url, LookupAnswer, LookupError, LookupMode, MAX_LOOKUP_TARGETS, MAX_LOOKUP_TIMEOUT_MS,
 };
 use crate::reason::{check_reason_value, standard_reason};
 use crate::rng::Rng;
-use crate::set::DestinationSet;
+use crate::set::{Destination, DestinationSet};
+use crate::time::{any_holds, TimeWindow};
 use crate::uri::parse_destination_uri;
 
 /// What routing reads from an initial (out-of-dialog) request. Borrowed from the parsed
@@ -37,6 +40,9 @@ pub struct RouteInput<'a> {
     pub source: SocketAddr,
     /// The Call-ID value (for `hash_call_id`).
     pub call_id: &'a [u8],
+    /// The current time, in milliseconds since the UNIX epoch (UTC), for rules with
+    /// time conditions (`rule.time`). The core passes its clock; routing never reads one.
+    pub now_unix_ms: u64,
 }
 
 /// What to do with a request.
@@ -122,6 +128,8 @@ pub enum Action {
     Respond { code: u16, reason: Arc<str> },
     /// Ask an HTTP service for the destinations.
     Lookup(LookupAction),
+    /// Least-cost routing through the table at this index of [`Policy::lcr_tables`].
+    Lcr { table: usize },
 }
 
 /// A compiled `rule.lookup`.
@@ -145,6 +153,7 @@ pub struct Rule {
     user_prefixes: Option<Box<[Box<str>]>>,
     domains: Option<Box<[Host]>>,
     sources: Option<Box<[Cidr]>>,
+    time: Option<Box<[TimeWindow]>>,
     action: Action,
     cancel_reason: Option<Arc<str>>,
     ring_timeout_ms: Option<u64>,
@@ -195,7 +204,17 @@ impl Rule {
                 _ => return false,
             }
         }
+        if let Some(windows) = &self.time {
+            if !any_holds(windows, input.now_unix_ms) {
+                return false;
+            }
+        }
         true
+    }
+
+    /// The rule's time windows (`rule.time`), if any.
+    pub fn time_windows(&self) -> Option<&[TimeWindow]> {
+        self.time.as_deref()
     }
 }
 
@@ -204,6 +223,7 @@ impl Rule {
 #[derive(Debug)]
 pub struct Policy {
     sets: Box<[DestinationSet]>,
+    lcr: Box<[LcrTable]>,
     rules: Box<[Rule]>,
     no_match_code: u16,
     no_match_reason: Arc<str>,
@@ -215,9 +235,13 @@ pub struct Policy {
 impl Policy {
     /// Check and compile a routing configuration. The random generator (for
     /// `weighted_random`) is seeded from the OS; see [`reseed`](Policy::reseed).
+    ///
+    /// The files of `[[lcr]]` tables (`lcr.file`, relative to
+    /// [`RoutingConfig::base_dir`](crate::RoutingConfig::base_dir)) are read here: the only
+    /// I/O of this crate, at build time only.
     pub fn build(cfg: &RoutingConfig) -> Result<Policy, BuildError> {
         let mut sets = Vec::with_capacity(cfg.destination_sets.len());
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        let mut by_name: HashMap<String, usize> = HashMap::new();
         for (i, s) in cfg.destination_sets.iter().enumerate() {
             let path = KeyPath::root("destination_set").index(i);
             if let Some(&k) = by_name.get(s.name.as_str()) {
@@ -230,7 +254,48 @@ impl Policy {
                 ));
             }
             sets.push(DestinationSet::build(s, &path)?);
-            by_name.insert(&s.name, i);
+            by_name.insert(s.name.clone(), i);
+        }
+        let mut lcr = Vec::with_capacity(cfg.lcr.len());
+        let mut lcr_names: HashMap<&str, usize> = HashMap::new();
+        for (i, l) in cfg.lcr.iter().enumerate() {
+            let path = KeyPath::root("lcr").index(i);
+            if let Some(&k) = lcr_names.get(l.name.as_str()) {
+                return Err(BuildError::new(
+                    path.key("name"),
+                    format!("duplicate lcr table name \"{}\" (already lcr[{k}])", l.name),
+                ));
+            }
+            if by_name.contains_key(l.name.as_str()) {
+                return Err(BuildError::new(
+                    path.key("name"),
+                    format!(
+                        "\"{}\" is already the name of a destination set: plans name their table like a set, so the names must differ",
+                        l.name
+                    ),
+                ));
+            }
+            lcr.push(LcrTable::build(
+                l,
+                &path,
+                &mut sets,
+                &mut by_name,
+                cfg.base_dir.as_deref(),
+            )?);
+            lcr_names.insert(&l.name, i);
+        }
+        // A carrier's own set may not take the name of a later table either.
+        for (i, l) in cfg.lcr.iter().enumerate() {
+            if let Some(&k) = by_name.get(l.name.as_str()) {
+                return Err(BuildError::new(
+                    KeyPath::root("lcr").index(i).key("name"),
+                    format!(
+                        "\"{}\" is already the name of a destination set ({})",
+                        l.name,
+                        sets[k].name()
+                    ),
+                ));
+            }
         }
         let mut rules = Vec::with_capacity(cfg.rules.len());
         let mut rule_names: HashMap<&str, usize> = HashMap::new();
@@ -242,7 +307,7 @@ impl Policy {
                     format!("duplicate rule name \"{}\" (already rule[{k}])", r.name),
                 ));
             }
-            rules.push(build_rule(r, &path, &by_name, cfg)?);
+            rules.push(build_rule(r, &path, &by_name, &lcr_names, &sets)?);
             rule_names.insert(&r.name, i);
         }
         let (no_match_code, no_match_reason) = build_response(
@@ -251,6 +316,7 @@ impl Policy {
         )?;
         Ok(Policy {
             sets: sets.into_boxed_slice(),
+            lcr: lcr.into_boxed_slice(),
             rules: rules.into_boxed_slice(),
             no_match_code,
             no_match_reason,
@@ -294,6 +360,7 @@ impl Policy {
                 reason: reason.clone(),
             },
             Action::Forward { set } => self.set_plan(rule, *set, input.call_id),
+            Action::Lcr { table } => self.lcr_plan(rule, *table, input),
             Action::Lookup(l) => Decision::Lookup(Lookup {
                 rule: rule.name.clone(),
                 rule_index: index,
@@ -319,6 +386,35 @@ impl Policy {
             mode: set.mode(),
             targets,
             failover: set.failover(),
+            cancel_reason: rule.cancel_reason.clone(),
+            ring_timeout_ms: rule.ring_timeout_ms,
+        })
+    }
+
+    /// The plan of an LCR table: its no-match response when no prefix matches the user,
+    /// 503 when every destination of every matching carrier is down.
+    fn lcr_plan(&self, rule: &Rule, table: usize, input: &RouteInput<'_>) -> Decision {
+        let table = &self.lcr[table];
+        let Some(targets) = table.targets(input.ruri_user, input.call_id, &self.sets, &self.rng)
+        else {
+            let (code, reason) = table.no_match();
+            return Decision::Respond {
+                code,
+                reason: reason.clone(),
+            };
+        };
+        if targets.is_empty() {
+            return Decision::Respond {
+                code: 503,
+                reason: self.unavailable.clone(),
+            };
+        }
+        Decision::Forward(Plan {
+            rule: rule.name.clone(),
+            set: table.name().clone(),
+            mode: ForkMode::Serial,
+            targets,
+            failover: table.failover(),
             cancel_reason: rule.cancel_reason.clone(),
             ring_timeout_ms: rule.ring_timeout_ms,
         })
@@ -441,14 +537,61 @@ impl Policy {
         }
     }
 
-    /// The destination sets, in configuration order.
+    /// The destination sets: the configured ones in configuration order, then the sets of
+    /// the LCR carriers with their own destinations (`TABLE.CARRIER`).
     pub fn destination_sets(&self) -> &[DestinationSet] {
         &self.sets
     }
 
-    /// The destination set with this name.
+    /// The destination set with this name, or the set view of the LCR table with this
+    /// name ([`LcrTable::destinations`]): whatever a [`Plan::set`] names, so that
+    /// `destination_set(&plan.set)?.destinations()[target.index]` is the target's
+    /// destination.
     pub fn destination_set(&self, name: &str) -> Option<&DestinationSet> {
-        self.sets.iter().find(|s| &**s.name() == name)
+        self.sets
+            .iter()
+            .find(|s| &**s.name() == name)
+            .or_else(|| self.lcr_table(name).map(|t| t.destinations()))
+    }
+
+    /// The destination with this id ([`destination_sets`](Policy::destination_sets) index,
+    /// destination index).
+    pub fn destination(&self, id: DestinationId) -> Option<&Destination> {
+        self.sets.get(id.set)?.destinations().get(id.index)
+    }
+
+    /// Find a destination of a (configured or carrier) set by the set's name and the
+    /// destination's index (`"0"`), configured URI, or `IP:PORT` address.
+    pub fn destination_id(&self, set: &str, destination: &str) -> Option<DestinationId> {
+        let s = self.sets.iter().position(|x| &**x.name() == set)?;
+        let dests = self.sets[s].destinations();
+        let index = match destination.parse::<usize>() {
+            Ok(i) if i < dests.len() => Some(i),
+            Ok(_) => None,
+            Err(_) => dests
+                .iter()
+                .position(|d| &**d.uri() == destination)
+                .or_else(|| {
+                    let addr: SocketAddr = destination.parse().ok()?;
+                    let mut it = dests.iter().enumerate().filter(|(_, d)| d.addr() == addr);
+                    // An address reached over two transports is ambiguous: use the URI.
+                    match (it.next(), it.next()) {
+                        (Some((i, _)), None) => Some(i),
+                        _ => None,
+                    }
+                }),
+        }?;
+        Some(DestinationId { set: s, index })
+    }
+
+    /// The LCR tables, in configuration order.
+    pub fn lcr_tables(&self) -> &[LcrTable] {
+        &self.lcr
+    }
+
+    /// The LCR table with this name.
+    pub fn lcr_table(&self, name: &str) -> Option<&LcrTable> {
+        self.lcr.iter().find(|t| &**t.name() == name)
     }
 
     /// The rules, in the order they are tried.
@@ -523,8 +666,9 @@ fn non_empty<'a>(
 fn build_rule(
     r: &RuleConfig,
     path: &KeyPath,
-    sets: &HashMap<&str, usize>,
-    cfg: &RoutingConfig,
+    sets: &HashMap<String, usize>,
+    lcr: &HashMap<&str, usize>,
+    compiled_sets: &[DestinationSet],
 ) -> Result<Rule, BuildError> {
     check_name(&r.name, &path.key("name"))?;
 
@@ -603,15 +747,31 @@ fn build_rule(
         }
     };
 
+    let time = match &r.time {
+        None => None,
+        Some(windows) => {
+            let p = path.key("time");
+            if windows.0.is_empty() {
+                return Err(BuildError::new(
+                    p,
+                    "empty list of time windows never holds: remove the key to match at any time",
+                ));
+            }
+            let one = windows.0.len() == 1;
+            let mut out = Vec::with_capacity(windows.0.len());
+            for (k, w) in windows.0.iter().enumerate() {
+                let wp = if one { p.clone() } else { p.index(k) };
+                out.push(TimeWindow::build(w, &wp)?);
+            }
+            Some(out.into_boxed_slice())
+        }
+    };
+
     let set_index = |name: &str, key: KeyPath| -> Result<usize, BuildError> {
         match sets.get(name) {
             Some(&set) => Ok(set),
             None => {
-                let known: Vec<&str> = cfg
-                    .destination_sets
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect();
+                let known: Vec<&str> = compiled_sets.iter().map(|s| &**s.name()).collect();
                 let known = if known.is_empty() {
                     "none are defined".to_owned()
                 } else {
@@ -628,6 +788,7 @@ fn build_rule(
         r.destination_set.as_ref().map(|_| "destination_set"),
         r.respond.as_ref().map(|_| "respond"),
         r.lookup.as_ref().map(|_| "lookup"),
+        r.lcr.as_ref().map(|_| "lcr"),
     ]
     .into_iter()
     .flatten()
@@ -636,7 +797,7 @@ fn build_rule(
         return Err(BuildError::new(
             path.clone(),
             format!(
-                "a rule has exactly one action: set destination_set, respond or lookup, not both {}",
+                "a rule has exactly one action: set destination_set, respond, lookup or lcr, not both {}",
                 given.join(" and ")
             ),
         ));
@@ -644,6 +805,23 @@ fn build_rule(
     let action = if let Some(name) = &r.destination_set {
         Action::Forward {
             set: set_index(name, path.key("destination_set"))?,
+        }
+    } else if let Some(name) = &r.lcr {
+        match lcr.get(name.as_str()) {
+            Some(&table) => Action::Lcr { table },
+            None => {
+                let mut known: Vec<&str> = lcr.keys().copied().collect();
+                known.sort_unstable();
+                let known = if known.is_empty() {
+                    "none are defined".to_owned()
+                } else {
+                    format!("known: {}", known.join(", "))
+                };
+                return Err(BuildError::new(
+                    path.key("lcr"),
+                    format!("no lcr table named \"{name}\" ({known})"),
+                ));
+            }
         }
     } else if let Some(resp) = &r.respond {
         let (code, reason) = build_response(resp, &path.key("respond"))?;
@@ -678,7 +856,7 @@ fn build_rule(
     } else {
         return Err(BuildError::new(
             path.clone(),
-            "a rule needs an action: destination_set = \"NAME\", respond = { code = ..., reason = \"...\" } or lookup = { url = \"http://...\" }",
+            "a rule needs an action: destination_set = \"NAME\", respond = { code = ..., reason = \"...\" }, lookup = { url = \"http://...\" } or lcr = \"TABLE\"",
         ));
     };
 
@@ -690,7 +868,7 @@ fn build_rule(
             if !forwards {
                 return Err(BuildError::new(
                     p,
-                    "a respond rule sends no CANCEL: cancel_reason needs destination_set or lookup",
+                    "a respond rule sends no CANCEL: cancel_reason needs destination_set, lookup or lcr",
                 ));
             }
             check_reason_value(v).map_err(|m| BuildError::new(p, m))?;
@@ -704,7 +882,7 @@ fn build_rule(
             if !forwards {
                 return Err(BuildError::new(
                     p,
-                    "a respond rule rings nothing: ring_timeout_ms needs destination_set or lookup",
+                    "a respond rule rings nothing: ring_timeout_ms needs destination_set, lookup or lcr",
                 ));
             }
             if !(1..=MAX_RING_TIMEOUT_MS).contains(&ms) {
@@ -725,6 +903,7 @@ fn build_rule(
         user_prefixes,
         domains,
         sources,
+        time,
         action,
         cancel_reason,
         ring_timeout_ms,
@@ -747,7 +926,10 @@ fn lookup_failover() -> Failover {
     }
 }
 
-fn build_response(r: &ResponseConfig, path: &KeyPath) -> Result<(u16, Arc<str>), BuildError> {
+pub(crate) fn build_response(
+    r: &ResponseConfig,
+    path: &KeyPath,
+) -> Result<(u16, Arc<str>), BuildError> {
     if !(300..=699).contains(&r.code) {
         return Err(BuildError::new(
             path.key("code"),

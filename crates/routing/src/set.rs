@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cairn_sip::Transport;
@@ -11,26 +11,36 @@ use cairn_sip::Transport;
 use crate::config::{Algorithm, DestinationSetConfig};
 use crate::error::{BuildError, KeyPath};
 use crate::failover::{CodeSet, Failover};
+use crate::health::HealthSettings;
 use crate::policy::{ForkMode, Target};
 use crate::rng::{stable_hash, Rng};
 use crate::uri::parse_destination_uri;
 
-/// Run-time state of one destination, shared by every request. Today only an up/down flag
-/// that nothing in this crate changes; health checks (active OPTIONS pings or passive
-/// failure counting, reported back by destination index) will drive it.
+/// Run-time state of one destination, shared by every request (and by every LCR table
+/// that routes through its set): its health (driven by a
+/// [`HealthTracker`](crate::HealthTracker) from OPTIONS probes), an administrative override
+/// (the admin API), and its dialog count.
 #[derive(Debug)]
 pub struct DestinationState {
+    /// Health: up until probes say otherwise.
     up: AtomicBool,
+    /// Administrative override: `ADMIN_NONE`, `ADMIN_UP` or `ADMIN_DOWN`.
+    admin: AtomicU8,
     /// Dialogs the proxy holds with this destination now.
     dialogs: AtomicUsize,
     /// `max_dialogs`: a destination with this many dialogs is full.
     max_dialogs: Option<usize>,
 }
 
+const ADMIN_NONE: u8 = 0;
+const ADMIN_UP: u8 = 1;
+const ADMIN_DOWN: u8 = 2;
+
 impl DestinationState {
     fn new(max_dialogs: Option<usize>) -> DestinationState {
         DestinationState {
             up: AtomicBool::new(true),
+            admin: AtomicU8::new(ADMIN_NONE),
             dialogs: AtomicUsize::new(0),
             max_dialogs,
         }
@@ -62,19 +72,54 @@ impl DestinationState {
         }
     }
 
-    /// Whether the destination may be offered to requests. Up when built.
+    /// Whether the destination may be offered to requests: the administrative override
+    /// when one is set, else its health. Up when built.
     pub fn is_up(&self) -> bool {
+        match self.admin.load(Ordering::Relaxed) {
+            ADMIN_UP => true,
+            ADMIN_DOWN => false,
+            _ => self.up.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Its health as last set by [`set_up`](DestinationState::set_up), whatever the override.
+    pub fn health_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Mark the destination up or down. A down destination is left out of every plan.
+    /// Mark the destination's health up or down (health checking does this). A down
+    /// destination is left out of every plan, unless an administrator forced it up.
     pub fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Relaxed);
+    }
+
+    /// The administrative override: `Some(true)` forced up, `Some(false)` forced down.
+    pub fn forced(&self) -> Option<bool> {
+        match self.admin.load(Ordering::Relaxed) {
+            ADMIN_UP => Some(true),
+            ADMIN_DOWN => Some(false),
+            _ => None,
+        }
+    }
+
+    /// Force the destination up or down whatever its health (sticky: probes do not change
+    /// it), or release the override with `None`. Returns the previous override.
+    pub fn force(&self, state: Option<bool>) -> Option<bool> {
+        let v = match state {
+            None => ADMIN_NONE,
+            Some(true) => ADMIN_UP,
+            Some(false) => ADMIN_DOWN,
+        };
+        match self.admin.swap(v, Ordering::Relaxed) {
+            ADMIN_UP => Some(true),
+            ADMIN_DOWN => Some(false),
+            _ => None,
+        }
     }
 }
 
 /// One destination of a set, compiled from its configuration.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Destination {
     uri: Arc<str>,
     addr: SocketAddr,
@@ -82,7 +127,7 @@ pub struct Destination {
     weight: u32,
     priority: u32,
     rewrite_ruri_host: bool,
-    state: DestinationState,
+    state: Arc<DestinationState>,
 }
 
 impl Destination {
@@ -121,6 +166,7 @@ pub struct DestinationSet {
     name: Arc<str>,
     algorithm: Algorithm,
     failover: Failover,
+    health: Option<HealthSettings>,
     destinations: Box<[Destination]>,
     /// Destination indexes sorted by (priority, configuration order).
     by_priority: Box<[usize]>,
@@ -134,6 +180,7 @@ impl fmt::Debug for DestinationSet {
             .field("name", &self.name)
             .field("algorithm", &self.algorithm)
             .field("failover", &self.failover)
+            .field("health", &self.health)
             .field("destinations", &self.destinations)
             .finish_non_exhaustive()
     }
@@ -151,6 +198,10 @@ impl DestinationSet {
     /// The failover policy given to serial plans.
     pub fn failover(&self) -> Failover {
         self.failover
+    }
+    /// Health probing of the destinations, when configured.
+    pub fn health(&self) -> Option<&HealthSettings> {
+        self.health.as_ref()
     }
     /// The destinations in configuration order; [`Target::index`] indexes this slice.
     pub fn destinations(&self) -> &[Destination] {
@@ -217,7 +268,7 @@ impl DestinationSet {
                 weight: d.weight,
                 priority: d.priority,
                 rewrite_ruri_host: d.rewrite_ruri_host.unwrap_or(cfg.rewrite_ruri_host),
-                state: DestinationState::new(d.max_dialogs.map(|m| m as usize)),
+                state: Arc::new(DestinationState::new(d.max_dialogs.map(|m| m as usize))),
             });
         }
         if cfg.algorithm == Algorithm::WeightedRandom && destinations.iter().all(|d| d.weight == 0)
@@ -227,6 +278,10 @@ impl DestinationSet {
                 "every destination has weight 0: weighted_random needs at least one weight above 0",
             ));
         }
+        let health = match &cfg.health {
+            None => None,
+            Some(h) => Some(HealthSettings::build(h, &path.key("health"))?),
+        };
         let mut by_priority: Vec<usize> = (0..destinations.len()).collect();
         by_priority.sort_by_key(|&i| destinations[i].priority); // stable: ties keep config order
         Ok(DestinationSet {
@@ -236,10 +291,31 @@ impl DestinationSet {
                 codes,
                 on_timeout: cfg.failover_on_timeout,
             },
+            health,
             destinations: destinations.into_boxed_slice(),
             by_priority: by_priority.into_boxed_slice(),
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// A set made of other sets' destinations (sharing their state), in the given order:
+    /// the view an LCR table gives of all its carriers' gateways, so that a plan's
+    /// `set` and [`Target::index`] name a destination as for any set.
+    pub(crate) fn union(
+        name: Arc<str>,
+        failover: Failover,
+        destinations: Vec<Destination>,
+    ) -> Self {
+        let n = destinations.len();
+        DestinationSet {
+            name,
+            algorithm: Algorithm::Priority,
+            failover,
+            health: None,
+            destinations: destinations.into_boxed_slice(),
+            by_priority: (0..n).collect(),
+            next: AtomicUsize::new(0),
+        }
     }
 
     fn target(&self, index: usize) -> Target {
@@ -267,16 +343,22 @@ impl DestinationSet {
     /// The targets for one request, in the order to try them (serial) or all at once
     /// (parallel). Down destinations are left out; empty when all are down.
     pub(crate) fn targets(&self, call_id: &[u8], rng: &Rng) -> Vec<Target> {
+        let mut out = Vec::with_capacity(self.destinations.len());
+        self.push_targets(call_id, rng, &mut out);
+        out
+    }
+
+    /// [`targets`](DestinationSet::targets), appended to `out`.
+    pub(crate) fn push_targets(&self, call_id: &[u8], rng: &Rng, out: &mut Vec<Target>) {
         let n = self.destinations.len();
-        let mut out = Vec::with_capacity(n);
         match self.algorithm {
             Algorithm::RoundRobin => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-                self.push_ring(start, &mut out);
+                self.push_ring(start, out);
             }
             Algorithm::HashCallId => {
                 let start = (stable_hash(call_id) % n as u64) as usize;
-                self.push_ring(start, &mut out);
+                self.push_ring(start, out);
             }
             Algorithm::Priority => {
                 for &i in self.by_priority.iter() {
@@ -285,10 +367,9 @@ impl DestinationSet {
                     }
                 }
             }
-            Algorithm::Parallel => self.push_ring(0, &mut out),
-            Algorithm::WeightedRandom => self.weighted_order(rng, &mut out),
+            Algorithm::Parallel => self.push_ring(0, out),
+            Algorithm::WeightedRandom => self.weighted_order(rng, out),
         }
-        out
     }
 
     /// Weighted random order without replacement: each position is drawn among the
@@ -297,6 +378,7 @@ impl DestinationSet {
     /// (or when every weighted destination is down).
     fn weighted_order(&self, rng: &Rng, out: &mut Vec<Target>) {
         let weight = |t: &Target| u64::from(self.destinations[t.index].weight);
+        let base = out.len();
         let mut total = 0u64;
         for (i, d) in self.destinations.iter().enumerate() {
             if d.weight > 0 && d.state.is_available() {
@@ -304,8 +386,7 @@ impl DestinationSet {
                 out.push(self.target(i));
             }
         }
-        let m = out.len();
-        for pos in 0..m {
+        for pos in base..out.len() {
             let mut r = rng.below(total);
             let mut j = pos;
             while r >= weight(&out[j]) {

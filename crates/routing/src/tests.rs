@@ -32,6 +32,7 @@ fn cfg(sets: Vec<DestinationSetConfig>, rules: Vec<RuleConfig>) -> RoutingConfig
         destination_sets: sets,
         rules,
         routing: RoutingSection::default(),
+        ..Default::default()
     }
 }
 
@@ -69,6 +70,7 @@ impl Req {
             ruri_port: None,
             source: self.source,
             call_id: self.call_id.as_bytes(),
+            now_unix_ms: 1_790_000_000_000,
         }
     }
 }
@@ -1028,7 +1030,7 @@ fn lookup_and_cancel_build_errors_name_the_key() {
             ..Default::default()
         }),
         "rule[0]",
-        "or lookup = { url",
+        "lookup = { url = \"http://...\" } or lcr = \"TABLE\"",
     );
     assert_err(
         e(lookup_rule("a", |l| {
