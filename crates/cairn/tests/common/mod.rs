@@ -1484,3 +1484,150 @@ pub fn names(value: &str, addr: SocketAddr) -> bool {
         None => false,
     }
 }
+
+// ---------------------------------------------------------------------------
+// Restarts (tests/restart.rs): SIGKILL, start again on the same files,
+// the admin API, SIPp message logs read while SIPp runs
+// ---------------------------------------------------------------------------
+
+impl Cairn {
+    /// SIGKILL by PID (no drain, no shutdown code runs: a crash), and wait
+    /// until the process is gone. Returns its exit status.
+    pub fn kill9(&mut self) -> Option<ExitStatus> {
+        if self.stopped.is_none() {
+            signal(self.pid(), "KILL");
+            self.stopped = wait_child(&mut self.child, Duration::from_secs(10));
+            assert!(
+                self.stopped.is_some(),
+                "cairn (pid {}) survived SIGKILL",
+                self.pid()
+            );
+        }
+        self.stopped
+    }
+
+    /// Starts cairn again after [`Cairn::kill9`] (or [`Cairn::stop`]) with
+    /// the same configuration file in the same directory, so a relative
+    /// `[store] path` names the same store. The log is appended to the same
+    /// file after a `=== restart N ===` line. Waits until every listener is
+    /// bound, as [`Cairn::start`] does.
+    pub fn restart(&mut self) -> Result<(), String> {
+        assert!(
+            self.stopped.is_some() || !self.is_running(),
+            "restart() of a running cairn"
+        );
+        static RESTARTS: AtomicU32 = AtomicU32::new(0);
+        let n = RESTARTS.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut log = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .map_err(|e| format!("open log: {e}"))?;
+        {
+            use std::io::Write;
+            let _ = writeln!(log, "=== restart {n} (test harness) ===");
+        }
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        self.child = Command::new(cairn_bin())
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(&self.dir)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| format!("spawn cairn: {e}"))?;
+        self.stopped = None;
+        let mut exited = None;
+        let ready = wait_until(Self::START_TIMEOUT, || {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                exited = Some(st);
+                return true;
+            }
+            self.listeners.iter().all(|&(t, a)| is_bound(a, t))
+        });
+        if let Some(st) = exited {
+            self.stopped = Some(st);
+            return Err(format!(
+                "cairn exited during restart ({st})\n--- log ---\n{}",
+                tail(&self.log(), 16 * 1024)
+            ));
+        }
+        if !ready {
+            return Err(format!(
+                "cairn did not bind its listeners within {:?} after a restart",
+                Self::START_TIMEOUT
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `GET path` on an HTTP/1.1 server (the admin API) over plain TCP:
+/// `Some((status, body))`, `None` if it cannot be reached or answers
+/// nothing within 5 s.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+/// The body of a chunked HTTP/1.1 message.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of one sample of a Prometheus text exposition, e.g.
+/// `metric_value(text, "cairn_records_restored{space=\"transactions\"}")`.
+pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(sample)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+impl Sipp {
+    /// The messages SIPp has logged so far, while it is still running
+    /// (SIPp flushes its `-trace_msg` log as it goes).
+    pub fn messages_so_far(&self) -> Vec<SipMsg> {
+        parse_message_log(&read_lossy(&self.dir.join("messages.log")))
+    }
+
+    /// How many messages logged so far satisfy `pred`.
+    pub fn count_so_far(&self, pred: impl Fn(&SipMsg) -> bool) -> usize {
+        self.messages_so_far().iter().filter(|m| pred(m)).count()
+    }
+}
