@@ -17,8 +17,8 @@
 //!   INVITE forwarded to two gateways, and every call completes.
 //! * A corrupt store: a clear log line, the store moved aside, cairn starts and proxies;
 //!   `/metrics` has `cairn_records_restored`.
-//! * A TCP caller whose connection died with cairn (ignored: it exposes a bug, see the
-//!   test).
+//! * A TCP caller whose connection died with cairn gets its 487 over a new connection
+//!   to its Via sent-by.
 //!
 //! Over UDP only for the SIGKILL tests with SIPp: a TCP connection cannot outlive the
 //! process that holds one end of it, and SIPp ties each call to its connection (a SIPp UAS
@@ -1013,13 +1013,7 @@ impl SipReader {
 /// 18.2.2: when the connection the request came on is gone, the server "SHOULD open a
 /// connection to the IP address in the received parameter, if present, using the port in
 /// the sent-by value" — here the caller's listening socket at its Via sent-by, 5070.
-///
-/// Ignored: it fails. After a restart cairn sends the 487 to the address the INVITE came
-/// from, the caller's old ephemeral port (see `peer` in `Proxy::restore_one` and
-/// `send_upstream` in crates/proxy/src/core.rs), where nothing listens any more, so the
-/// caller never gets a final response. Run it with `--ignored`.
 #[test]
-#[ignore = "cairn bug: after a restart, responses to a TCP caller go to its dead connection's source port instead of its Via sent-by (RFC 3261 18.2.2)"]
 fn tcp_caller_gets_its_487_after_restart() {
     let net = TestNet::new();
     let mut cairn = Cairn::start(&config(&net, Transport::Udp, "buffered", false));

@@ -1942,8 +1942,16 @@ impl Proxy {
         if key.as_bytes() != r.key.as_slice() || self.server_keys.contains_key(&key) {
             return None;
         }
-        let peer = Peer::new(r.peer, persist::transport_of(r.peer_transport));
+        let mut peer = Peer::new(r.peer, persist::transport_of(r.peer_transport));
         let reliable = peer.transport.is_reliable();
+        if reliable {
+            // The caller's connection died with the old process: responses
+            // go to a new connection to the received address and the
+            // sent-by port (RFC 3261 18.2.2).
+            let via = request.top_via();
+            peer.addr
+                .set_port(via.port.unwrap_or(peer.transport.default_port()));
+        }
         let state = match r.state {
             0 => InviteState::Proceeding,
             1 => InviteState::Accepted,

@@ -7,20 +7,23 @@
 //! the caller's INVITE and where to answer, and for each branch the exact
 //! request that went out (destination, transport, Request-URI, branch id,
 //! the headers a CANCEL and an ACK need) with its state and deadlines.
-//! Records are encoded with postcard behind a version byte.
+//! Records are encoded with postcard behind a version byte; byte fields
+//! go through serde_bytes (one copy, not one call per byte).
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 /// The current record format.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnRecord {
     /// The server transaction key.
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     /// The caller's INVITE, as received.
+    #[serde(with = "serde_bytes")]
     pub request: Vec<u8>,
     pub peer: SocketAddr,
     pub peer_transport: u8,
@@ -28,6 +31,7 @@ pub struct TxnRecord {
     /// Server transaction state (see `server_state_code`).
     pub state: u8,
     pub last_status: u16,
+    #[serde(with = "serde_bytes")]
     pub last_response: Option<Vec<u8>>,
     pub ctx: Option<CtxRecord>,
     /// When the record is of no use any more (unix ms).
@@ -42,9 +46,11 @@ pub struct CtxRecord {
     pub targets: Vec<TargetRecord>,
     pub next_target: u32,
     pub pop_route: bool,
+    #[serde(with = "serde_bytes")]
     pub strict_ruri: Option<Vec<u8>>,
     pub record_route: bool,
     pub branches: Vec<BranchRecord>,
+    #[serde(with = "serde_bytes")]
     pub best: Option<Vec<u8>>,
     pub challenges: Vec<Vec<u8>>,
     pub synthetic: Option<u16>,
@@ -70,6 +76,7 @@ pub struct TargetRecord {
 pub struct BranchRecord {
     pub target: TargetRecord,
     /// The request as sent on this branch (empty when none was sent).
+    #[serde(with = "serde_bytes")]
     pub request: Vec<u8>,
     pub sent_at: u64,
     pub provisional: bool,
