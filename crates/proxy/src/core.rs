@@ -242,6 +242,9 @@ struct Branch {
     ring_deadline: Option<Millis>,
     /// When the request went out on this branch.
     sent_at: Millis,
+    /// When the first CANCEL went out on this branch (64*T1 later the
+    /// branch is over, also across restarts).
+    cancel_sent_at: Option<Millis>,
 }
 
 /// The response context of a proxied request (16.7).
@@ -1216,8 +1219,9 @@ impl Proxy {
         };
         b.cancel = CancelState::Sent;
         let client_id = b.client;
+        let first = *b.cancel_sent_at.get_or_insert(now);
         self.timers
-            .push(now + self.cfg.timers.t64(), (client_id, Tag::CancelWait));
+            .push(first + self.cfg.timers.t64(), (client_id, Tag::CancelWait));
         self.touch(id);
         let Some(c) = self.clients.get(&client_id) else {
             return;
@@ -1856,6 +1860,7 @@ impl Proxy {
                     timed_out: b.timed_out,
                     timer_c: b.timer_c,
                     ring_deadline: b.ring_deadline,
+                    cancel_sent_at: b.cancel_sent_at,
                 }
             })
             .collect();
@@ -2037,6 +2042,7 @@ impl Proxy {
                 branch.done = b.done;
                 branch.timed_out = b.timed_out;
                 branch.ring_deadline = b.ring_deadline;
+                branch.cancel_sent_at = b.cancel_sent_at;
                 branch.cancel = match (b.cancel, b.cancel_reason) {
                     (1, Some(reason)) => CancelState::Pending(reason_of(reason)),
                     (2, _) => CancelState::Sent,
@@ -2369,6 +2375,7 @@ impl Branch {
             timer_c,
             ring_deadline: None,
             sent_at: timer_c,
+            cancel_sent_at: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 /// The current record format.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnRecord {
@@ -87,6 +87,8 @@ pub struct BranchRecord {
     pub timed_out: bool,
     pub timer_c: u64,
     pub ring_deadline: Option<u64>,
+    /// When the first CANCEL went out on this branch.
+    pub cancel_sent_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
