@@ -649,6 +649,21 @@ fn is_token_char(b: u8) -> bool {
 
 /// A matcher list must not be empty: an empty list would match nothing, which is never
 /// what was meant.
+/// Parse every entry of an optional, non-empty list; an error names the entry.
+fn parse_list<T>(
+    list: Option<&StringList>,
+    path: &KeyPath,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Option<Box<[T]>>, BuildError> {
+    let Some(list) = list else { return Ok(None) };
+    let mut out = Vec::new();
+    for (k, s) in non_empty(list, path, what)?.iter().enumerate() {
+        out.push(parse(s).map_err(|m| BuildError::new(path.index(k), m))?);
+    }
+    Ok(Some(out.into_boxed_slice()))
+}
+
 fn non_empty<'a>(
     list: &'a StringList,
     path: &KeyPath,
@@ -723,29 +738,18 @@ fn build_rule(
         }
     };
 
-    let domains = match &r.ruri_domain {
-        None => None,
-        Some(list) => {
-            let p = path.key("ruri_domain");
-            let mut out = Vec::new();
-            for (k, s) in non_empty(list, &p, "domain")?.iter().enumerate() {
-                out.push(Host::parse(s).map_err(|m| BuildError::new(p.index(k), m))?);
-            }
-            Some(out.into_boxed_slice())
-        }
-    };
-
-    let sources = match &r.source {
-        None => None,
-        Some(list) => {
-            let p = path.key("source");
-            let mut out = Vec::new();
-            for (k, s) in non_empty(list, &p, "source")?.iter().enumerate() {
-                out.push(Cidr::parse(s).map_err(|m| BuildError::new(p.index(k), m))?);
-            }
-            Some(out.into_boxed_slice())
-        }
-    };
+    let domains = parse_list(
+        r.ruri_domain.as_ref(),
+        &path.key("ruri_domain"),
+        "domain",
+        Host::parse,
+    )?;
+    let sources = parse_list(
+        r.source.as_ref(),
+        &path.key("source"),
+        "source",
+        Cidr::parse,
+    )?;
 
     let time = match &r.time {
         None => None,
