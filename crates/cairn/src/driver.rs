@@ -103,7 +103,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         sync_interval_ms: cfg.store.sync_interval_ms,
         ..StoreConfig::new(&cfg.store.path)
     };
-    let mut store = StateStore::open(&store_cfg)?;
+    let mut store = StateStore::open(&store_cfg, cfg.store.state_delay_ms)?;
     let listeners: Vec<Listener> = cfg
         .listen
         .iter()
@@ -171,9 +171,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
             }
             _ = sleep => proxy.handle_timeout(clock.now()),
+            _ = async {
+                match store.deadline() {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             req = admin_rx.recv() => {
                 if let Some(req) = req {
                     metrics.lookup_failures = lookups.stats().totals().2;
+                    metrics.store_staged = store.staged() as u64;
                     let _ = req.reply.send(admin::answer(&proxy, clock.now(), req.query, &metrics));
                 }
             }
@@ -202,7 +209,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     key,
                     value,
                     expires_at,
-                } => store.put(space, key, value, expires_at),
+                    urgent,
+                } => store.put(space, key, value, expires_at, urgent),
                 Output::Forget { space, key } => store.forget(space, key),
                 Output::Lookup {
                     txn,
@@ -215,7 +223,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
             }
         }
-        store.commit(&mut metrics);
+        store.commit_if_due(&mut metrics);
         for o in sends.drain(..) {
             transports.send(o);
         }
