@@ -87,21 +87,13 @@ impl<'m> Editor<'m> {
     /// Add `received` and fill in `rport` on the top Via (RFC 3261 18.2.1,
     /// RFC 3581 4). `rport` is only filled in when the Via asks for it.
     pub fn set_via_received(&mut self, received: Option<&[u8]>, rport: Option<u16>) -> &mut Self {
-        let top = self.msg.top_via_span();
-        if let Some(port) = rport {
-            let v = self.msg.top_via();
-            if let Some(None) = v.rport() {
-                // Find the `rport` name inside the params and insert `=port` after it.
-                let params = v.params.as_bytes();
-                let base = params.as_ptr() as usize - self.msg.as_bytes().as_ptr() as usize;
-                if let Some(off) = find_param_name_end(params, b"rport") {
-                    let num = itoa_buf(u32::from(port));
-                    self.splice(base + off, base + off, &[b"=", &num]);
-                }
-            }
+        if let (Some(port), Some(at)) = (rport, self.msg.top_via_rport_ask()) {
+            // `;rport` without a value: fill it in.
+            let num = itoa_buf(u32::from(port));
+            self.splice(at, at, &[b"=", &num]);
         }
         if let Some(r) = received {
-            let end = top.end as usize;
+            let end = self.msg.top_via_span().end as usize;
             self.splice(end, end, &[b";received=", r]);
         }
         self
@@ -334,31 +326,6 @@ impl<'m> Editor<'m> {
         self.write_into(&mut out);
         out.freeze()
     }
-}
-
-/// Offset just past the name of parameter `name` in a `;a;b=c` list.
-fn find_param_name_end(params: &[u8], name: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < params.len() {
-        if params[i] == b';' {
-            let s = skip_lws(params, i + 1);
-            let mut e = s;
-            while e < params.len()
-                && !matches!(params[e], b';' | b'=' | b' ' | b'\t' | b'\r' | b'\n')
-            {
-                e += 1;
-            }
-            if params[s..e].eq_ignore_ascii_case(name) {
-                return Some(e);
-            }
-            i = e;
-        } else if params[i] == b'"' {
-            i = crate::scan::skip_quoted(params, i).unwrap_or(params.len());
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 /// Format a number without allocating.
