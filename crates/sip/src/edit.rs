@@ -2,7 +2,7 @@
 //! original bytes; [`Editor::finish`] writes the result with one
 //! allocation, copying every byte the proxy did not touch unchanged.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
 
 use crate::header::HeaderName;
@@ -25,8 +25,55 @@ struct Op {
 pub struct Editor<'m> {
     msg: &'m Message,
     ops: SmallVec<[Op; 12]>,
-    scratch: SmallVec<[u8; 512]>,
+    texts: Texts,
     body: Option<&'m [u8]>,
+}
+
+/// The texts the edits insert, one after the other: inline up to 512
+/// bytes, then (all of them) on the heap.
+struct Texts {
+    inline: [u8; 512],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
+
+impl Texts {
+    /// Append the concatenation of `parts`; returns its range.
+    #[inline]
+    fn push(&mut self, parts: &[&[u8]]) -> (u32, u32) {
+        let t0 = self.len;
+        let t1 = t0 + parts.iter().map(|p| p.len()).sum::<usize>();
+        match &mut self.heap {
+            None if t1 <= self.inline.len() => {
+                let mut at = t0;
+                for p in parts {
+                    self.inline[at..at + p.len()].copy_from_slice(p);
+                    at += p.len();
+                }
+            }
+            heap => {
+                let h = heap.get_or_insert_with(|| {
+                    let mut h = Vec::with_capacity(t1.max(2 * self.inline.len()));
+                    h.extend_from_slice(&self.inline[..t0]);
+                    h
+                });
+                for p in parts {
+                    h.extend_from_slice(p);
+                }
+            }
+        }
+        self.len = t1;
+        (t0 as u32, t1 as u32)
+    }
+
+    #[inline]
+    fn get(&self, (a, b): (u32, u32)) -> &[u8] {
+        let r = a as usize..b as usize;
+        match &self.heap {
+            Some(h) => &h[r],
+            None => &self.inline[r],
+        }
+    }
 }
 
 impl<'m> Editor<'m> {
@@ -34,7 +81,11 @@ impl<'m> Editor<'m> {
         Editor {
             msg,
             ops: SmallVec::new(),
-            scratch: SmallVec::new(),
+            texts: Texts {
+                inline: [0; 512],
+                len: 0,
+                heap: None,
+            },
             body: None,
         }
     }
@@ -43,22 +94,23 @@ impl<'m> Editor<'m> {
         self.splice_op(start, end, parts, false);
     }
 
+    #[inline]
     fn splice_op(&mut self, start: usize, end: usize, parts: &[&[u8]], line_start: bool) {
-        let t0 = self.scratch.len();
-        for p in parts {
-            self.scratch.extend_from_slice(p);
-        }
         let op = Op {
             start: start as u32,
             end: end as u32,
-            text: (t0 as u32, self.scratch.len() as u32),
+            text: self.texts.push(parts),
             line_start,
         };
-        // Kept sorted by position; edits at the same place in the order made.
-        let at = self
-            .ops
-            .partition_point(|o| (o.start, o.end) <= (op.start, op.end));
-        self.ops.insert(at, op);
+        // Kept sorted by position; edits at the same place in the order
+        // made: the new one goes after every one not past it.
+        self.ops.push(op);
+        let ops = &mut self.ops[..];
+        let mut k = ops.len() - 1;
+        while k > 0 && (ops[k - 1].start, ops[k - 1].end) > (op.start, op.end) {
+            ops.swap(k - 1, k);
+            k -= 1;
+        }
     }
 
     fn insert_line(&mut self, at: usize, name: &[u8], value: &[u8]) {
@@ -283,6 +335,7 @@ impl<'m> Editor<'m> {
     }
 
     /// Hand the pieces of the edited message to `put`, in order.
+    #[inline]
     fn walk(&self, mut put: impl FnMut(&[u8])) {
         let src = self.msg.as_bytes();
         let end_of_headers = match self.body {
@@ -308,10 +361,7 @@ impl<'m> Editor<'m> {
             if op.line_start && last != b'\n' {
                 emit(b"\r\n", &mut last);
             }
-            emit(
-                &self.scratch[op.text.0 as usize..op.text.1 as usize],
-                &mut last,
-            );
+            emit(self.texts.get(op.text), &mut last);
             cursor = e;
         }
         emit(&src[cursor..end_of_headers], &mut last);
@@ -321,10 +371,10 @@ impl<'m> Editor<'m> {
     }
 
     /// Write the edited message into a new buffer (one allocation).
-    pub fn finish(mut self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.len());
-        self.write_into(&mut out);
-        out.freeze()
+    pub fn finish(self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len());
+        self.walk(|s| out.extend_from_slice(s));
+        Bytes::from(out)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::addr::NameAddr;
 use crate::error::ParseError;
 use crate::header::HeaderName;
 use crate::method::Method;
-use crate::scan::{self, is_token, item_end, parse_u64, trim, CommaSplit};
+use crate::scan::{self, item_end, parse_u64, trim, CommaSplit};
 use crate::uri::{Scheme, Uri};
 use crate::via::Via;
 
@@ -243,27 +243,25 @@ impl Message {
             if end - i > limits.max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
-            // name = token, then SP/HT, then ':', in one pass.
-            let mut name_end = i;
-            while name_end < end && is_token(b[name_end]) {
-                name_end += 1;
-            }
-            let mut colon = name_end;
-            while colon < end && (b[colon] == b' ' || b[colon] == b'\t') {
-                colon += 1;
-            }
-            if name_end == i || colon >= end || b[colon] != b':' {
-                return Err(match scan::find_byte(&b[..end], i, b':') {
-                    None => ParseError::bad("Header line without a colon"),
-                    Some(_) => ParseError::bad("Malformed header name"),
-                });
-            }
-            let mut v = colon + 1;
-            while v < end && (b[v] == b' ' || b[v] == b'\t') {
-                v += 1;
-            }
-            let value_end = trim_end(b, v, end).max(v);
+            // name = token, then SP/HT, then ':'. The first colon ends the
+            // name (no token character is one); a known name was compared
+            // whole, so only an unknown one needs its characters checked.
+            let line = &b[..end];
+            let Some(colon) = scan::find_byte(line, i, b':') else {
+                return Err(ParseError::bad("Header line without a colon"));
+            };
+            let name_end = trim_end(b, i, colon);
             let name = HeaderName::from_bytes(&b[i..name_end]);
+            if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
+                return Err(ParseError::bad("Malformed header name"));
+            }
+            let v = colon
+                + 1
+                + line[colon + 1..]
+                    .iter()
+                    .position(|&c| c != b' ' && c != b'\t')
+                    .unwrap_or(end - colon - 1);
+            let value_end = trim_end(b, v, end);
             let k = headers.len();
             if name != HeaderName::Other {
                 let f = &mut msg.first[name as usize];
@@ -684,7 +682,7 @@ fn span_in(b: &[u8], part: &[u8]) -> Span {
 
 /// The line starting at `i`: (end of content without CR, start of next line).
 /// `None` when `i` is past the end.
-#[inline]
+#[inline(always)]
 fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
     if i > b.len() {
         return None;
