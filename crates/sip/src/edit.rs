@@ -320,8 +320,27 @@ impl<'m> Editor<'m> {
 
     /// The size of the edited message.
     pub fn len(&self) -> usize {
-        let mut n = 0;
-        self.walk(|s| n += s.len());
+        if self.ops.iter().any(|o| o.line_start) {
+            let mut n = 0;
+            self.walk(|s| n += s.len());
+            return n;
+        }
+        // Without line starts, the walk's pieces add up to this.
+        let src = self.msg.as_bytes().len();
+        let end_of_headers = match self.body {
+            Some(_) => self.msg.body_start(),
+            None => src,
+        };
+        let mut n = end_of_headers + self.body.map_or(0, |b| b.len());
+        let mut cursor = 0;
+        for op in &self.ops {
+            let (s, e) = (op.start as usize, op.end as usize);
+            if s < cursor || e > end_of_headers {
+                continue;
+            }
+            n = n + (op.text.1 - op.text.0) as usize - (e - s);
+            cursor = e;
+        }
         n
     }
 
@@ -378,17 +397,32 @@ impl<'m> Editor<'m> {
     }
 }
 
+/// A number formatted without allocating (derefs to its digits).
+pub(crate) struct Digits {
+    buf: [u8; 10],
+    start: usize,
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
 /// Format a number without allocating.
-pub(crate) fn itoa_buf(mut n: u32) -> SmallVec<[u8; 11]> {
-    let mut tmp = [0u8; 10];
-    let mut i = tmp.len();
+#[inline]
+pub(crate) fn itoa_buf(mut n: u32) -> Digits {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
     loop {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    SmallVec::from_slice(&tmp[i..])
+    Digits { buf, start: i }
 }

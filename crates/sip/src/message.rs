@@ -380,18 +380,26 @@ impl Message {
         if !scan::is_token_str(method) {
             return Err(ParseError::bad("Malformed CSeq method"));
         }
+        let method = match self.start {
+            Start::Request {
+                method: m,
+                method_span,
+                ..
+            } => {
+                if b[method_span.range()] != *method {
+                    return Err(ParseError::bad(
+                        "CSeq method does not match the request method",
+                    ));
+                }
+                m
+            }
+            Start::Response { .. } => Method::from_bytes(method),
+        };
         self.cseq = CSeq {
             number: number as u32,
-            method: Method::from_bytes(method),
+            method,
             method_span: Span::new(cs.start as usize + m_start, cs.end as usize),
         };
-        if let Start::Request { method_span, .. } = self.start {
-            if b[method_span.range()] != *method {
-                return Err(ParseError::bad(
-                    "CSeq method does not match the request method",
-                ));
-            }
-        }
 
         if let Some(k) = self.first_index(HeaderName::MaxForwards) {
             let v = &b[self.headers[k].value.range()];
@@ -742,7 +750,10 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
         memchr::memchr(b' ', rest).ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
-    if uri.is_empty() || version.iter().any(|&c| scan::is_lws(c)) || uri.contains(&b'\t') {
+    if uri.is_empty()
+        || version.iter().any(|&c| scan::is_lws(c))
+        || scan::find_byte(uri, 0, b'\t').is_some()
+    {
         return Err(ParseError::bad("Malformed request line"));
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {

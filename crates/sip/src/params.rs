@@ -69,6 +69,15 @@ static NAME_END: [bool; 256] = stop_table(b";= \t\r\n");
 /// Bytes that end an unquoted parameter value: `;` and LWS.
 static VALUE_END: [bool; 256] = stop_table(b"; \t\r\n");
 
+/// The first offset at or after `i` whose byte is in `stop`, or the end.
+#[inline(always)]
+fn run_to(s: &[u8], mut i: usize, stop: &[bool; 256]) -> usize {
+    while i < s.len() && !stop[s[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
 const fn stop_table(stops: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut k = 0;
@@ -88,6 +97,7 @@ pub struct ParamIter<'a> {
 impl<'a> Iterator for ParamIter<'a> {
     type Item = Result<Param<'a>, &'static str>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.s;
         let mut i = skip_lws(s, self.pos);
@@ -100,9 +110,7 @@ impl<'a> Iterator for ParamIter<'a> {
         }
         i = skip_lws(s, i + 1);
         let name_start = i;
-        while i < s.len() && !NAME_END[s[i] as usize] {
-            i += 1;
-        }
+        i = run_to(s, i, &NAME_END);
         let name = &s[name_start..i];
         if name.is_empty() {
             self.pos = s.len();
@@ -122,9 +130,7 @@ impl<'a> Iterator for ParamIter<'a> {
                     }
                 }
             } else {
-                while i < s.len() && !VALUE_END[s[i] as usize] {
-                    i += 1;
-                }
+                i = run_to(s, i, &VALUE_END);
             }
             if i == v_start {
                 self.pos = s.len();
