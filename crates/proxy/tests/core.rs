@@ -709,3 +709,50 @@ fn transactions_are_cleaned_up() {
         "every transaction ends by its timers"
     );
 }
+
+#[test]
+fn probe_answers_are_handed_back_never_forwarded() {
+    use cairn_proxy::probe::{self, ProbeTarget};
+    let mut w = World::new(Algorithm::RoundRobin);
+    let req = probe::options(
+        w.proxy.config(),
+        &ProbeTarget {
+            uri: "sip:127.0.0.1:5071",
+            addr: addr(GW1),
+            transport: Transport::Udp,
+            run: 9,
+            token: 5,
+        },
+    )
+    .unwrap();
+    let opts = Message::parse(req).unwrap();
+    // The gateway answers 200, then (a retransmission) 200 again, then a 1xx.
+    for (code, reason) in [(200, "OK"), (200, "OK"), (100, "Trying")] {
+        w.send(GW1, &reply(&opts, code, reason, "gw"));
+        let mut outs = vec![];
+        while let Some(o) = w.proxy.poll_output() {
+            outs.push(o);
+        }
+        assert_eq!(outs.len(), 1, "one output, no transmit: {outs:?}");
+        match &outs[0] {
+            Output::ProbeResponse {
+                run,
+                token,
+                code: c,
+            } => {
+                assert_eq!((*run, *token, *c), (9, 5, code));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A response whose probe branch is not the only Via is not ours to take: dropped.
+    let two_vias = reply(&opts, 200, "OK", "gw").replacen(
+        "From: ",
+        "Via: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bKx\r\nFrom: ",
+        1,
+    );
+    assert!(two_vias.contains("z9hG4bKcnp"), "{two_vias}");
+    w.send(GW1, &two_vias);
+    assert!(w.proxy.poll_output().is_none());
+    assert_eq!(w.proxy.stats().responses_forwarded, 0);
+}

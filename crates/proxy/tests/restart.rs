@@ -111,6 +111,7 @@ impl Node {
                     self.dialogs.remove(&key);
                 }
                 Output::Lookup { .. } => panic!("no lookups here"),
+                Output::ProbeResponse { .. } => panic!("no probes here"),
             }
         }
         for t in &sends {
