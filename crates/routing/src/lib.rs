@@ -61,7 +61,7 @@ pub use config::{
 pub use error::{BuildError, KeyPath, PathSegment};
 pub use failover::{CodeSet, Failover};
 pub use health::{
-    DestinationHealth, DestinationId, HealthSettings, HealthTracker, Probe, Transition,
+    DestinationHealth, DestinationId, HealthSettings, HealthTracker, Probe, ProbeCounts, Transition,
     TransitionKind, UnknownDestination, MAX_PROBE_INTERVAL_MS, MAX_PROBE_THRESHOLD,
     MIN_PROBE_INTERVAL_MS,
 };
