@@ -373,6 +373,12 @@ impl Proxy {
         }
     }
 
+    /// Replace the CANCEL settings (a reload): they apply to the CANCELs
+    /// sent and the unmatched CANCELs remembered from now on.
+    pub fn set_cancel_config(&mut self, cancel: crate::config::CancelConfig) {
+        self.cfg.cancel = cancel;
+    }
+
     /// The routing policy in force.
     pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
