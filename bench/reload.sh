@@ -8,8 +8,8 @@
 #   swap_ms  the swap on the event loop (health carry-over, the core's and
 #            the lookups' policy, the old policy freed): the only part during
 #            which no SIP message is handled
-# and the wall time of the whole POST, the median of each, cairn's start
-# time with the same table, and its resident memory after the reloads.
+# and the wall time of the whole POST, cairn's resident memory after each
+# reload, the median of each, and cairn's start time with the same table.
 # Every other reload changes the CSV (a different carrier for every
 # prefix), so each one really rebuilds the table.
 #
@@ -89,9 +89,9 @@ for r in $(seq 1 "$ROUNDS"); do
     load=$(echo "$answer" | sed -n 's/.*"load_ms":\([0-9.]*\).*/\1/p')
     swap=$(echo "$answer" | sed -n 's/.*"swap_ms":\([0-9.]*\).*/\1/p')
     [ -n "$load" ] || { echo "reload $r failed: $answer"; exit 1; }
-    printf 'reload %d: load %.1f ms, swap %.3f ms, POST %d ms\n' "$r" "$load" "$swap" "$wall"
+    rss=$(awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$CAIRN_PID/status")
+    printf 'reload %d: load %.1f ms, swap %.3f ms, POST %d ms, RSS %d MiB\n' "$r" "$load" "$swap" "$wall" "$rss"
     loads+=("$load"); swaps+=("$swap"); walls+=("$wall")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-printf 'median of %d: load %s ms, swap %s ms, POST %s ms\n' "$ROUNDS" "$(median "${loads[@]}")" "$(median "${swaps[@]}")" "$(median "${walls[@]}")"
-echo "cairn RSS after the reloads: $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$CAIRN_PID/status")"
+printf 'median of %d: load %.1f ms, swap %.3f ms, POST %d ms\n' "$ROUNDS" "$(median "${loads[@]}")" "$(median "${swaps[@]}")" "$(median "${walls[@]}")"
