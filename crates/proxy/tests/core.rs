@@ -756,3 +756,50 @@ fn probe_answers_are_handed_back_never_forwarded() {
     assert!(w.proxy.poll_output().is_none());
     assert_eq!(w.proxy.stats().responses_forwarded, 0);
 }
+
+#[test]
+fn a_new_policy_counts_the_dialogs_in_flight_at_their_destinations() {
+    let mut w = World::with(Algorithm::RoundRobin, false, |c| c.dialogs = true);
+    w.send(CALLER, &invite("c1", "z9hG4bK-c1"));
+    let inv = parse(&w.out()[1]);
+    w.send(GW1, &reply(&inv, 200, "OK", "g1"));
+    w.out();
+    let dialogs =
+        |p: &Policy, i: usize| p.destination_sets()[0].destinations()[i].state().dialogs();
+    assert_eq!(dialogs(w.proxy.policy(), 0), 1);
+    // The reloaded policy lists the gateways the other way round, plus a new one.
+    let cfg = RoutingConfig {
+        destination_sets: vec![DestinationSetConfig::new(
+            "gw",
+            Algorithm::RoundRobin,
+            &[
+                "sip:127.0.0.1:5073",
+                &format!("sip:{GW2}"),
+                &format!("sip:{GW1}"),
+            ],
+        )],
+        rules: vec![RuleConfig {
+            name: "calls".into(),
+            destination_set: Some("gw".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let new = Arc::new(Policy::build(&cfg).unwrap());
+    w.proxy.set_policy(new.clone());
+    assert_eq!(
+        (dialogs(&new, 0), dialogs(&new, 1), dialogs(&new, 2)),
+        (0, 0, 1)
+    );
+    // The BYE's 200 ends the dialog: counted out of GW1 in the new policy.
+    let bye = "BYE sip:gw@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bK-bye1\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.org>;tag=a1\r\nTo: <sip:+15551234@example.com>;tag=g1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    w.send(CALLER, bye);
+    let (_, b) = only(w.out());
+    w.send(GW1, &reply(&b, 200, "OK", "g1"));
+    w.out();
+    assert_eq!(w.proxy.dialogs().len(), 0);
+    assert_eq!(
+        (dialogs(&new, 0), dialogs(&new, 1), dialogs(&new, 2)),
+        (0, 0, 0)
+    );
+}
