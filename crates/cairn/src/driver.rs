@@ -211,7 +211,7 @@ pub async fn run(
                     }
                 }
             }
-            _ = hangup.recv() => {
+            Some(()) = hangup.recv() => {
                 info!("SIGHUP");
                 reloader.request(None);
             }

@@ -198,9 +198,7 @@ fn a_gateway_that_stops_answering_probes_gets_no_calls_until_it_answers_again() 
     drop(cairn);
 }
 
-#[test]
-fn an_administrator_takes_a_gateway_out_and_gives_it_back() {
-    let t = Transport::Udp;
+fn an_administrator_takes_a_gateway_out_and_gives_it_back(t: Transport) {
     let net = TestNet::new();
     let cairn = Cairn::start(&config(&net, t));
     let (uri1, uri2) = (gw_uri(&net, t, ports::UAS1), gw_uri(&net, t, ports::UAS2));
@@ -271,4 +269,15 @@ fn an_administrator_takes_a_gateway_out_and_gives_it_back() {
     let (gw1, gw2) = (gw1.stop(), gw2.stop());
     assert_eq!(gw1.failed + gw2.failed, 0, "{gw1}\n{gw2}");
     drop(cairn);
+}
+
+#[test]
+fn an_administrator_takes_a_gateway_out_and_gives_it_back_udp() {
+    an_administrator_takes_a_gateway_out_and_gives_it_back(Transport::Udp);
+}
+
+/// Probes over TCP: cairn's own connection to each gateway.
+#[test]
+fn an_administrator_takes_a_gateway_out_and_gives_it_back_tcp() {
+    an_administrator_takes_a_gateway_out_and_gives_it_back(Transport::Tcp);
 }
