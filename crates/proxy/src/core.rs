@@ -26,6 +26,7 @@ use crate::branch;
 use crate::config::{CoreConfig, LocalAddr, UnmatchedCancel};
 use crate::dialog::{self, Dialog, DialogState, DialogTable};
 use crate::persist;
+use crate::probe;
 use crate::reason::CancelReason;
 use crate::stats::Stats;
 use cairn_transaction::client::InviteState as ClientInviteState;
@@ -164,6 +165,15 @@ pub enum Output {
     Forget {
         space: Space,
         key: [u8; 8],
+    },
+    /// A response to one of cairn's own OPTIONS probes (its only Via has a
+    /// [`probe`](crate::probe) branch): for the health tracker, never
+    /// forwarded.
+    ProbeResponse {
+        /// The run and the token of the probe, from its branch.
+        run: u32,
+        token: u64,
+        code: u16,
     },
 }
 
@@ -368,9 +378,24 @@ impl Proxy {
             .any(|s| s.ctx.as_ref().is_some_and(|c| !c.final_sent))
     }
 
-    /// Replace the routing policy (calls in flight keep their routes).
+    /// Replace the routing policy (a reload). Calls in flight keep their
+    /// routes: every branch's target, and with it where its CANCEL goes, is
+    /// a copy in the transaction. The dialogs being tracked are counted
+    /// again in the new policy's destinations (those it still has, found
+    /// by set name, address and URI), for the per-destination limit.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.policy = policy;
+        for d in self.dialogs.iter() {
+            if let Some(dest) = dialog_destination(&self.policy, d) {
+                dest.state().dialog_changed(true);
+            }
+        }
+    }
+
+    /// Replace the CANCEL settings (a reload): they apply to the CANCELs
+    /// sent and the unmatched CANCELs remembered from now on.
+    pub fn set_cancel_config(&mut self, cancel: crate::config::CancelConfig) {
+        self.cfg.cancel = cancel;
     }
 
     /// The routing policy in force.
@@ -1303,6 +1328,15 @@ impl Proxy {
         let Some(cid) =
             ClientKey::of_response(&msg).and_then(|k| self.client_keys.get(&k).copied())
         else {
+            if let Some((run, token)) = msg.top_via().branch().and_then(probe::parse_branch) {
+                // An answer to a probe of cairn's own ends here.
+                if msg.vias().nth(1).is_none() {
+                    let code = msg.status().unwrap_or(0);
+                    self.out
+                        .push_back(Output::ProbeResponse { run, token, code });
+                }
+                return;
+            }
             // No transaction (a restart, a late 2xx): forward by Via (16.11).
             return self.forward_response_stateless(msg);
         };
@@ -2380,11 +2414,7 @@ impl Proxy {
         let Some(d) = self.dialogs.get(key) else {
             return;
         };
-        if let Some(dest) = self
-            .policy
-            .destination_set(&d.set)
-            .and_then(|s| s.destinations().get(d.destination_index as usize))
-        {
+        if let Some(dest) = dialog_destination(&self.policy, d) {
             dest.state().dialog_changed(started);
         }
     }
@@ -2570,6 +2600,23 @@ fn record_route_value(cfg: &CoreConfig, l: &LocalAddr) -> String {
         Transport::Udp => format!("<sip:{};lr>", cfg.hostport(l)),
         t => format!("<sip:{};transport={};lr>", cfg.hostport(l), t.name()),
     }
+}
+
+/// The destination of `policy` a dialog was set up with: by its index when
+/// that still names the same gateway, else by address and URI (the policy
+/// was reloaded since); `None` when the policy no longer has it.
+fn dialog_destination<'p>(
+    policy: &'p Policy,
+    d: &Dialog,
+) -> Option<&'p cairn_routing::Destination> {
+    let dests = policy.destination_set(&d.set)?.destinations();
+    let same = |x: &&cairn_routing::Destination| {
+        x.addr() == d.destination_addr && **x.uri() == *d.destination
+    };
+    dests
+        .get(d.destination_index as usize)
+        .filter(same)
+        .or_else(|| dests.iter().find(same))
 }
 
 fn parse_ip(host: &[u8]) -> Option<IpAddr> {

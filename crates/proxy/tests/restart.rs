@@ -103,6 +103,7 @@ impl Node {
                 }
                 Output::Forget { space, key } => self.pending.push((space, key, None)),
                 Output::Lookup { .. } => panic!("no lookups here"),
+                Output::ProbeResponse { .. } => panic!("no probes here"),
             }
         }
         if urgent {
