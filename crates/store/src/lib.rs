@@ -351,6 +351,13 @@ pub trait Store: Send {
 
     /// The durability this store provides.
     fn durability(&self) -> Durability;
+
+    /// True once after the store lost records it had been given (Redis was
+    /// down or restarted empty, see [`RedisStore`]): the driver must then
+    /// commit every live record again. Local stores never do.
+    fn take_resync(&mut self) -> bool {
+        false
+    }
 }
 
 /// Opens the store described by `cfg`: a [`MemoryStore`] for

@@ -237,16 +237,14 @@ impl RedisStore {
         })
     }
 
+    /// Checks a `redis://` URL; the error says what is wrong with it.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        Target::parse(url).map(|_| ())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &RedisConfig {
         &self.cfg
-    }
-
-    /// True once, after the store became healthy again following an outage
-    /// or an overflow: the driver must then write every live record again
-    /// (`Proxy::persist_all`).
-    pub fn take_resync(&self) -> bool {
-        self.shared.resync.swap(false, Ordering::AcqRel)
     }
 
     /// Whether Redis takes writes now (the `cairn_store_up` gauge).
@@ -702,6 +700,10 @@ impl Store for RedisStore {
 
     fn durability(&self) -> Durability {
         Durability::Buffered
+    }
+
+    fn take_resync(&mut self) -> bool {
+        self.shared.resync.swap(false, Ordering::AcqRel)
     }
 }
 
