@@ -202,7 +202,7 @@ fn generate(a: &Args) {
                     }
                     Output::Forget { space, key } => store.forget(space, key),
                     Output::Transmit(_) => sends += 1,
-                    Output::Lookup { .. } => {}
+                    Output::Lookup { .. } | Output::FindOwner { .. } => {}
                 }
             }
             store.commit(&mut m);

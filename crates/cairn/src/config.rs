@@ -1631,6 +1631,92 @@ no_match = { code = 480 }
     }
 
     #[test]
+    fn redis_store_and_cluster() {
+        let c = ok(&format!(
+            "{MINIMAL}[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.9:6390/1\"\n\
+             key_prefix = \"pbx:\"\ncommit_timeout_ms = 3\n\n[cluster]\nnode_id = 2\n\
+             nodes = [{{ id = 1, address = \"10.0.0.1:5060\" }}, {{ id = 2, address = \"10.0.0.2:5060\" }}]\n"
+        ));
+        let r = c.store.redis.as_ref().unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str()),
+            ("redis://127.0.0.9:6390/1", "pbx:")
+        );
+        assert_eq!((r.node, r.commit_timeout_ms, r.io_timeout_ms), (2, 3, 1000));
+        assert_eq!(c.cluster.node_id, 2);
+        assert_eq!(c.cluster.nodes[0], (1, "10.0.0.1:5060".parse().unwrap()));
+        // A single node on Redis: node 0, no [cluster].
+        let c = ok(&format!("{MINIMAL}[store]\nbackend = \"redis\"\n"));
+        assert_eq!(c.store.redis.unwrap().node, 0);
+        assert!(ok(MINIMAL).store.redis.is_none());
+
+        let redis = format!("{MINIMAL}[store]\nbackend = \"redis\"\n");
+        assert_bad(
+            &format!("{MINIMAL}[store]\nbackend = \"etcd\"\n"),
+            "store.backend",
+            "\"embedded\" or \"redis\"",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[store]\nurl = \"redis://h\"\n"),
+            "store.url",
+            "only for backend = \"redis\"",
+        );
+        assert_bad(
+            &format!("{redis}url = \"http://h\"\n"),
+            "store.url",
+            "redis://",
+        );
+        assert_bad(
+            &format!("{redis}durability = \"strict\"\n"),
+            "store.durability",
+            "embedded store",
+        );
+        assert_bad(
+            &format!("{redis}commit_timeout_ms = 0\n"),
+            "store.commit_timeout_ms",
+            "out of range",
+        );
+        assert_bad(
+            &format!("{redis}key_prefix = \"a b\"\n"),
+            "store.key_prefix",
+            "no spaces",
+        );
+        let node = "nodes = [{ id = 1, address = \"10.0.0.1:5060\" }]\n";
+        assert_bad(
+            &format!("{MINIMAL}[cluster]\nnode_id = 1\n{node}"),
+            "cluster.nodes",
+            "backend = \"redis\"",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\n{node}"),
+            "cluster.node_id",
+            "missing",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\nnode_id = 3\n{node}"),
+            "cluster.node_id",
+            "not one of",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\nnode_id = 70000\n"),
+            "cluster.node_id",
+            "1 to 65535",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\nnode_id = 1\nnodes = [{{ id = 1, address = \"h:1\" }}]\n"),
+            "cluster.nodes[0].address",
+            "not an IP address",
+        );
+        assert_bad(
+            &format!(
+                "{redis}[cluster]\nnode_id = 1\nnodes = [{{ id = 1, address = \"10.0.0.1:5060\" }}, {{ id = 1, address = \"10.0.0.2:5060\" }}]\n"
+            ),
+            "cluster.nodes[1].id",
+            "listed twice",
+        );
+    }
+
+    #[test]
     fn load_names_the_file() {
         let e = load(Path::new("/nonexistent/cairn.toml")).unwrap_err();
         assert_eq!(e.origin, "/nonexistent/cairn.toml");

@@ -110,7 +110,7 @@ impl Node {
                 } => {
                     self.dialogs.remove(&key);
                 }
-                Output::Lookup { .. } => panic!("no lookups here"),
+                Output::Lookup { .. } | Output::FindOwner { .. } => panic!("no lookups here"),
             }
         }
         for t in &sends {

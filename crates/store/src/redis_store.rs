@@ -1055,7 +1055,7 @@ fn kind_of(e: &io::Error) -> StoreErrorKind {
 }
 
 fn unhex(h: &[u8]) -> Option<Vec<u8>> {
-    if h.len() % 2 != 0 {
+    if !h.len().is_multiple_of(2) {
         return None;
     }
     let val = |c: u8| match c {
