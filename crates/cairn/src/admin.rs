@@ -62,6 +62,8 @@ pub struct DriverMetrics {
     pub store_commit_seconds_max: f64,
     pub store_records: u64,
     pub store_syncs: u64,
+    /// Records waiting to be grouped with others (`state_delay_ms`).
+    pub store_staged: u64,
     pub restored_transactions: u64,
     pub restored_dialogs: u64,
     pub restore_skipped: u64,
@@ -301,6 +303,12 @@ pub fn metrics_text(proxy: &Proxy, m: &DriverMetrics) -> String {
         "gauge",
         "Slowest store commit.",
         &[("", m.store_commit_seconds_max)],
+    );
+    metric(
+        "store_staged_records",
+        "gauge",
+        "Records waiting (at most state_delay_ms) to be committed with others.",
+        &[("", m.store_staged as f64)],
     );
     metric(
         "store_syncs_total",

@@ -61,11 +61,14 @@ pub struct StoreSettings {
     pub path: std::path::PathBuf,
     /// `off`, `buffered` (default) or `strict`.
     pub durability: cairn_store::Durability,
-    /// The buffered level's fsync ticker. Default 5 ms.
+    /// The buffered level's fsync ticker. Default 50 ms.
     pub sync_interval_ms: u64,
     /// `backend = "redis"`: the connection and its limits (its `node` is
     /// `[cluster] node_id`).
     pub redis: Option<cairn_store::RedisConfig>,
+    /// How long a record that no message waits for (a 1xx, a final, a
+    /// dialog, an end) may wait to be grouped with others. Default 10 ms.
+    pub state_delay_ms: u64,
 }
 
 /// `[dialogs]`.
@@ -332,6 +335,7 @@ struct RawStore {
     io_timeout_ms: Option<u64>,
     lookup_timeout_ms: Option<u64>,
     max_pending_bytes: Option<u64>,
+    state_delay_ms: u64,
 }
 
 impl Default for RawStore {
@@ -340,7 +344,8 @@ impl Default for RawStore {
             backend: "embedded".into(),
             path: "cairn-state".into(),
             durability: "buffered".into(),
-            sync_interval_ms: 5,
+            sync_interval_ms: 50,
+            state_delay_ms: 10,
             url: None,
             key_prefix: None,
             commit_timeout_ms: None,
@@ -414,6 +419,12 @@ fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
         return Err(err(
             path.key("sync_interval_ms"),
             format!("{} is out of range: 1 to 10000 ms", raw.sync_interval_ms),
+        ));
+    }
+    if raw.state_delay_ms > 1_000 {
+        return Err(err(
+            path.key("state_delay_ms"),
+            format!("{} is out of range: 0 to 1000 ms", raw.state_delay_ms),
         ));
     }
     let redis_keys = [
@@ -502,6 +513,7 @@ fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
         durability,
         sync_interval_ms: raw.sync_interval_ms,
         redis,
+        state_delay_ms: raw.state_delay_ms,
     })
 }
 

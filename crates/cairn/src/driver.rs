@@ -129,9 +129,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let mut store = match &cfg.store.redis {
         Some(r) => {
             let adopt = nodes_to_adopt(&cfg);
-            StateStore::open_redis(r, &adopt, Clock::new().now())?
+            StateStore::open_redis(r, &adopt, Clock::new().now(), cfg.store.state_delay_ms)?
         }
-        None => StateStore::open(&store_cfg)?,
+        None => StateStore::open(&store_cfg, cfg.store.state_delay_ms)?,
     };
     let other_nodes: Vec<u16> = cfg
         .cluster
@@ -236,9 +236,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     proxy.persist_all(clock.now());
                 }
             }
+            _ = async {
+                match store.deadline() {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             req = admin_rx.recv() => {
                 if let Some(req) = req {
                     metrics.lookup_failures = lookups.stats().totals().2;
+                    metrics.store_staged = store.staged() as u64;
                     store.fill_metrics(&mut metrics);
                     let _ = req.reply.send(admin::answer(&proxy, clock.now(), req.query, &metrics));
                 }
@@ -268,7 +275,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     key,
                     value,
                     expires_at,
-                } => store.put(space, key, value, expires_at),
+                    urgent,
+                } => store.put(space, key, value, expires_at, urgent),
                 Output::Forget { space, key } => store.forget(space, key),
                 Output::Lookup {
                     txn,
@@ -312,7 +320,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 },
             }
         }
-        store.commit(&mut metrics);
+        store.commit_if_due(&mut metrics);
         for o in sends.drain(..) {
             transports.send(o);
         }

@@ -89,6 +89,15 @@ fn metrics(net: &TestNet, port: u16) -> String {
     body
 }
 
+/// Waits until the node has every record it staged in Redis: none staged (the records
+/// of a 1xx may wait `state_delay_ms` to be grouped) and none queued for the writer.
+fn wait_records_in_redis(net: &TestNet, port: u16) {
+    wait_for("records committed to Redis", Duration::from_secs(5), || {
+        let m = metrics(net, port);
+        metric(&m, "cairn_store_staged_records") == 0.0 && metric(&m, "cairn_store_pending") == 0.0
+    });
+}
+
 fn invite_count(net: &TestNet, port: u16) -> usize {
     admin_json(net, port, "/transactions")["transactions"]
         .as_array()
@@ -148,8 +157,13 @@ fn failover_fifty_ringing_calls_cancelled_through_the_node_that_took_over_udp() 
         uac.count_so_far(received_180) >= CALLS as usize
     });
     assert_eq!(invite_count(&net, ADMIN_1), CALLS as usize);
-    // The records are in Redis under node 1, and the branches name node 1.
-    assert_eq!(redis.keys("cairn:n1:t:*").unwrap().len(), CALLS as usize);
+    // The records are in Redis under node 1 (two per call: the call's record and its
+    // state, see docs/durability.md), and the branches name node 1.
+    wait_records_in_redis(&net, ADMIN_1);
+    assert_eq!(
+        redis.keys("cairn:n1:t:*").unwrap().len(),
+        2 * CALLS as usize
+    );
     let invite = gw1
         .messages_so_far()
         .into_iter()
@@ -185,7 +199,10 @@ fn failover_fifty_ringing_calls_cancelled_through_the_node_that_took_over_udp() 
         redis.keys("cairn:n1:*").unwrap().is_empty(),
         "node 1's records are node 2's now"
     );
-    assert_eq!(redis.keys("cairn:n2:t:*").unwrap().len(), CALLS as usize);
+    assert_eq!(
+        redis.keys("cairn:n2:t:*").unwrap().len(),
+        2 * CALLS as usize
+    );
 
     let uac = uac.wait();
     let (gw1, gw2) = (gw1.stop(), gw2.stop());
@@ -373,7 +390,11 @@ fn redis_down_and_back_while_calls_ring_loses_no_call_udp() {
     wait_for("batch 1 rings", Duration::from_secs(20), || {
         uac1.count_so_far(received_180) >= BATCH as usize
     });
-    assert_eq!(redis.keys("cairn:n1:t:*").unwrap().len(), BATCH as usize);
+    wait_records_in_redis(&net, ADMIN_1);
+    assert_eq!(
+        redis.keys("cairn:n1:t:*").unwrap().len(),
+        2 * BATCH as usize
+    );
     // Redis dies (its data with it); batch 2 comes in meanwhile.
     redis.stop();
     let uac2 = caller(ports::RAW, 9_000);
@@ -395,12 +416,13 @@ fn redis_down_and_back_while_calls_ring_loses_no_call_udp() {
         metric(&metrics(&net, ADMIN_1), "cairn_store_up") == 1.0
     });
     wait_for(
-        "every ringing call is on record again",
+        "every ringing call is on record again (two records each)",
         Duration::from_secs(5),
-        || redis.keys("cairn:n1:t:*").unwrap().len() == 2 * BATCH as usize,
+        || redis.keys("cairn:n1:t:*").unwrap().len() == 2 * 2 * BATCH as usize,
     );
     assert!(metric(&metrics(&net, ADMIN_1), "cairn_store_resyncs_total") >= 1.0);
     // A crash now loses nothing: the node comes back with all 20 calls.
+    wait_records_in_redis(&net, ADMIN_1);
     node.kill9();
     node.restart().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
