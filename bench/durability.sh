@@ -21,6 +21,13 @@
 #   R=300 N=3000 ROUNDS=5 bench/durability.sh
 #   SKIP_LOAD=1 bench/durability.sh        # restore part only
 #   SKIP_RESTORE=1 bench/durability.sh     # load part only
+#   LEVELS="off buffered redis" SKIP_RESTORE=1 bench/durability.sh
+#                                          # the Redis store (cluster mode) against the embedded one
+#
+# Level "redis" runs cairn with [store] backend = "redis" (node 1) against a
+# redis-server this script starts on IP:REDIS_PORT (--save "" --appendonly no,
+# stopped by PID on exit); its "store thr." column adds the CPU of the
+# redis-server process to that of cairn's Redis threads (cairn-redis-*).
 #
 # Parameters (environment):
 #   R              call rate, calls per second                (default 500)
@@ -31,6 +38,7 @@
 #   SYNC_MS        [store] sync_interval_ms of buffered       (default 50, cairn's default)
 #   RESTORE_CALLS  transactions in flight for the restore     (default 100000)
 #   IP             loopback address to use                    (default 127.0.98.1)
+#   REDIS_PORT     port of the redis-server of level redis    (default 6390)
 #   CAIRN_BIN      cairn binary (default target/release/cairn, which the script builds)
 #   KEEP=1         keep the work directory
 #
@@ -49,6 +57,7 @@ DIALOGS=${DIALOGS:-0}
 SYNC_MS=${SYNC_MS:-50}
 RESTORE_CALLS=${RESTORE_CALLS:-100000}
 IP=${IP:-127.0.98.1}
+REDIS_PORT=${REDIS_PORT:-6390}
 CAIRN_BIN=${CAIRN_BIN:-$ROOT/target/release/cairn}
 MAX_SECS=$(( 3 * N / R + 30 ))
 SCEN=$ROOT/crates/cairn/tests/scenarios
@@ -108,7 +117,7 @@ store_ticks() {
     for t in /proc/"$1"/task/*; do
         comm=$(cat "$t/comm" 2>/dev/null || true)
         case "$comm" in
-            fjall*|cairn-store*) sum=$(( sum + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$t/stat" 2>/dev/null || echo 0) )) ;;
+            fjall*|cairn-store*|cairn-redis*) sum=$(( sum + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "$t/stat" 2>/dev/null || echo 0) )) ;;
         esac
     done
     echo "$sum"
@@ -118,6 +127,16 @@ if [ "${SKIP_LOAD:-0}" != 1 ]; then
 for p in 5060 5070 5071 5072 8089; do
     if bound udp $p || bound tcp $p; then echo "$IP:$p is in use; pick another IP=" >&2; exit 1; fi
 done
+REDIS_PID=
+case " $LEVELS " in *" redis "*)
+    command -v redis-server >/dev/null || { echo "redis-server not found (apt-get install redis-server)" >&2; exit 1; }
+    redis-server --port "$REDIS_PORT" --bind "$IP" --save "" --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    wait_bound tcp "$REDIS_PORT" redis-server || { cat "$WORK/redis.log"; exit 1; }
+    echo "redis-server $(redis-server --version | awk '{print $3}') on $IP:$REDIS_PORT (pid $REDIS_PID)"
+    ;;
+esac
 
 # One run: start cairn at LEVEL and two UASes, N calls at R/s, stop all.
 # Appends "level round cpu_s wall_s ok failed commits commit_mean_us
@@ -125,6 +144,12 @@ done
 run_level() {
     local level=$1 round=$2 dir=$WORK/$1-$2
     mkdir -p "$dir"
+    local store_toml
+    if [ "$level" = redis ]; then
+        store_toml=$(printf '[store]\nbackend = "redis"\nurl = "redis://%s:%s"\nkey_prefix = "bench%s:"\n\n[cluster]\nnode_id = 1\n' "$IP" "$REDIS_PORT" "$round")
+    else
+        store_toml=$(printf '[store]\npath = "state"\ndurability = "%s"\nsync_interval_ms = %s\n' "$level" "$SYNC_MS")
+    fi
     cat >"$dir/cairn.toml" <<TOML
 [log]
 level = "warn"
@@ -149,10 +174,7 @@ name = "calls-to-gateways"
 methods = ["INVITE"]
 destination_set = "gateways"
 
-[store]
-path = "state"
-durability = "$level"
-sync_interval_ms = $SYNC_MS
+$store_toml
 
 [dialogs]
 enabled = $DIALOGS_TOML
@@ -176,6 +198,8 @@ TOML
     local t0 t1 k0 k1 s0 s1
     k0=$(cpu_ticks "$cairn_pid")
     s0=$(store_ticks "$cairn_pid")
+    local r0=0 r1=0
+    if [ "$level" = redis ]; then r0=$(cpu_ticks "$REDIS_PID"); fi
     t0=$(date +%s.%N)
     set +e
     sipp "$IP:5060" -sf "$SCEN/uac_call.xml" -t u1 -i "$IP" -p 5070 -mi "$IP" -mp 21000 \
@@ -187,6 +211,7 @@ TOML
     t1=$(date +%s.%N)
     k1=$(cpu_ticks "$cairn_pid")
     s1=$(store_ticks "$cairn_pid")
+    if [ "$level" = redis ]; then r1=$(cpu_ticks "$REDIS_PID"); s1=$(( s1 + r1 - r0 )); fi
     curl -s --max-time 5 "http://$IP:8089/metrics" >"$dir/metrics.txt" || true
     kill -USR1 "${uas_pids[@]}" 2>/dev/null || true
     for pid in "${uas_pids[@]}"; do wait_gone "$pid"; done

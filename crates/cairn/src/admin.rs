@@ -79,6 +79,24 @@ pub struct AdminRequest {
 /// Counters the driver keeps itself (the core keeps its own).
 #[derive(Debug, Clone, Default)]
 pub struct DriverMetrics {
+    /// "memory", "fjall" or "redis".
+    pub store_backend: &'static str,
+    /// The store takes writes (Redis: connected and keeping up).
+    pub store_up: bool,
+    /// Redis: batches and deletes waiting to be written.
+    pub store_pending: u64,
+    /// Redis: puts dropped while degraded and deletes forgotten.
+    pub store_dropped: u64,
+    /// Redis: failed pipelines and refused commands.
+    pub store_write_errors: u64,
+    /// Redis: times every live record was written again.
+    pub store_resyncs: u64,
+    /// Commits that Redis did not acknowledge within the commit timeout.
+    pub store_commit_timeouts: u64,
+    /// Loads that failed at start (Redis unreachable).
+    pub store_load_errors: u64,
+    /// Owner lookups that failed (Redis unreachable or slow).
+    pub owner_lookup_failures: u64,
     pub store_commits: u64,
     pub store_commit_errors: u64,
     pub store_commit_seconds_sum: f64,
@@ -419,6 +437,51 @@ pub fn metrics_text(proxy: &Proxy, m: &DriverMetrics) -> String {
         "gauge",
         "Time the last successful reload took: read, build, swap.",
         &[("", m.reload_seconds)],
+    );
+    metric(
+        "store_up",
+        "gauge",
+        "1 while the store takes writes (Redis: connected and keeping up), 0 while degraded.",
+        &[("", if m.store_up { 1.0 } else { 0.0 })],
+    );
+    metric(
+        "store_errors_total",
+        "counter",
+        "Store errors: failed commits (timeouts included), failed loads, failed writes of the Redis writer, failed owner lookups.",
+        &[
+            ("{kind=\"commit\"}", m.store_commit_errors as f64),
+            ("{kind=\"commit_timeout\"}", m.store_commit_timeouts as f64),
+            ("{kind=\"load\"}", m.store_load_errors as f64),
+            ("{kind=\"write\"}", m.store_write_errors as f64),
+            ("{kind=\"owner_lookup\"}", m.owner_lookup_failures as f64),
+        ],
+    );
+    metric(
+        "store_pending",
+        "gauge",
+        "Redis: batches and deletes waiting to be written.",
+        &[("", m.store_pending as f64)],
+    );
+    metric(
+        "store_dropped_total",
+        "counter",
+        "Redis: record writes dropped while degraded (written again by the resync) and deletes forgotten.",
+        &[("", m.store_dropped as f64)],
+    );
+    metric(
+        "store_resyncs_total",
+        "counter",
+        "Redis: times every live record was written again after an outage.",
+        &[("", m.store_resyncs as f64)],
+    );
+    metric(
+        "cluster_total",
+        "counter",
+        "Cluster: CANCELs and ACKs whose INVITE's node was looked up, and messages relayed to the node that owns them.",
+        &[
+            ("{kind=\"owner_lookups\"}", s.owner_lookups as f64),
+            ("{kind=\"relayed\"}", s.relayed_to_nodes as f64),
+        ],
     );
     metric(
         "send_failures_total",

@@ -38,6 +38,18 @@ pub struct Config {
     pub dialogs: DialogSettings,
     /// `[admin]`: the HTTP admin API and metrics; off when no `listen`.
     pub admin: AdminSettings,
+    /// `[cluster]`: this node's id and the other nodes.
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// This node's id (0 for a single node): written into branch ids and
+    /// into the keys of its records in Redis.
+    pub node_id: u16,
+    /// Every node of the cluster (this one included) and its SIP address.
+    pub nodes: Vec<(u16, SocketAddr)>,
 }
 
 /// `[store]`.
@@ -51,6 +63,9 @@ pub struct StoreSettings {
     pub durability: cairn_store::Durability,
     /// The buffered level's fsync ticker. Default 50 ms.
     pub sync_interval_ms: u64,
+    /// `backend = "redis"`: the connection and its limits (its `node` is
+    /// `[cluster] node_id`).
+    pub redis: Option<cairn_store::RedisConfig>,
     /// How long a record that no message waits for (a 1xx, a final, a
     /// dialog, an end) may wait to be grouped with others. Default 10 ms.
     pub state_delay_ms: u64,
@@ -232,6 +247,8 @@ struct RawConfig {
     #[serde(default)]
     admin: RawAdmin,
     #[serde(default)]
+    cluster: RawCluster,
+    #[serde(default)]
     destination_set: Vec<DestinationSetConfig>,
     #[serde(default)]
     lcr: Vec<cairn_routing::LcrConfig>,
@@ -311,6 +328,13 @@ struct RawStore {
     path: String,
     durability: String,
     sync_interval_ms: u64,
+    url: Option<String>,
+    key_prefix: Option<String>,
+    commit_timeout_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    io_timeout_ms: Option<u64>,
+    lookup_timeout_ms: Option<u64>,
+    max_pending_bytes: Option<u64>,
     state_delay_ms: u64,
 }
 
@@ -322,8 +346,29 @@ impl Default for RawStore {
             durability: "buffered".into(),
             sync_interval_ms: 50,
             state_delay_ms: 10,
+            url: None,
+            key_prefix: None,
+            commit_timeout_ms: None,
+            connect_timeout_ms: None,
+            io_timeout_ms: None,
+            lookup_timeout_ms: None,
+            max_pending_bytes: None,
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawCluster {
+    node_id: Option<u64>,
+    nodes: Vec<RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: u64,
+    address: String,
 }
 
 #[derive(Deserialize)]
@@ -350,12 +395,16 @@ struct RawAdmin {
 
 fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
     let path = KeyPath::root("store");
-    if raw.backend != "embedded" {
-        return Err(err(
-            path.key("backend"),
-            format!("unknown backend \"{}\": expected \"embedded\"", raw.backend),
-        ));
-    }
+    let redis = match raw.backend.as_str() {
+        "embedded" => false,
+        "redis" => true,
+        other => {
+            return Err(err(
+                path.key("backend"),
+                format!("unknown backend \"{other}\": expected \"embedded\" or \"redis\""),
+            ))
+        }
+    };
     let durability = raw
         .durability
         .parse::<cairn_store::Durability>()
@@ -378,13 +427,153 @@ fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
             format!("{} is out of range: 0 to 1000 ms", raw.state_delay_ms),
         ));
     }
+    let redis_keys = [
+        ("url", raw.url.is_some()),
+        ("key_prefix", raw.key_prefix.is_some()),
+        ("commit_timeout_ms", raw.commit_timeout_ms.is_some()),
+        ("connect_timeout_ms", raw.connect_timeout_ms.is_some()),
+        ("io_timeout_ms", raw.io_timeout_ms.is_some()),
+        ("lookup_timeout_ms", raw.lookup_timeout_ms.is_some()),
+        ("max_pending_bytes", raw.max_pending_bytes.is_some()),
+    ];
+    let redis = if redis {
+        if durability == cairn_store::Durability::Strict {
+            return Err(err(
+                path.key("durability"),
+                "\"strict\" is for the embedded store; with Redis, durability is the server's \
+                 own (appendonly, replicas): use \"buffered\" (or \"off\")",
+            ));
+        }
+        let url = raw
+            .url
+            .clone()
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        let mut r = cairn_store::RedisConfig::new(url, 0);
+        cairn_store::RedisStore::check_url(&r.url).map_err(|e| err(path.key("url"), e))?;
+        if let Some(p) = &raw.key_prefix {
+            if p.is_empty()
+                || p.len() > 64
+                || p.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(err(
+                    path.key("key_prefix"),
+                    format!("{p:?}: expected 1 to 64 characters, no spaces"),
+                ));
+            }
+            r.key_prefix = p.clone();
+        }
+        let ms = |key: &str, v: Option<u64>, def: u64, max: u64| -> Result<u64, BuildError> {
+            match v {
+                None => Ok(def),
+                Some(v) if (1..=max).contains(&v) => Ok(v),
+                Some(v) => Err(err(
+                    path.key(key),
+                    format!("{v} is out of range: 1 to {max} ms"),
+                )),
+            }
+        };
+        r.commit_timeout_ms = ms(
+            "commit_timeout_ms",
+            raw.commit_timeout_ms,
+            r.commit_timeout_ms,
+            1000,
+        )?;
+        r.connect_timeout_ms = ms(
+            "connect_timeout_ms",
+            raw.connect_timeout_ms,
+            r.connect_timeout_ms,
+            10_000,
+        )?;
+        r.io_timeout_ms = ms("io_timeout_ms", raw.io_timeout_ms, r.io_timeout_ms, 60_000)?;
+        r.lookup_timeout_ms = ms(
+            "lookup_timeout_ms",
+            raw.lookup_timeout_ms,
+            r.lookup_timeout_ms,
+            1000,
+        )?;
+        if let Some(b) = raw.max_pending_bytes {
+            if !(65_536..=(16u64 << 30)).contains(&b) {
+                return Err(err(
+                    path.key("max_pending_bytes"),
+                    format!("{b} is out of range: 65536 to 17179869184 bytes"),
+                ));
+            }
+            r.max_pending_bytes = b as usize;
+        }
+        Some(r)
+    } else {
+        if let Some((key, _)) = redis_keys.iter().find(|(_, set)| *set) {
+            return Err(err(path.key(key), "only for backend = \"redis\""));
+        }
+        None
+    };
     Ok(StoreSettings {
         backend: raw.backend.clone(),
         path: raw.path.clone().into(),
         durability,
         sync_interval_ms: raw.sync_interval_ms,
+        redis,
         state_delay_ms: raw.state_delay_ms,
     })
+}
+
+fn check_cluster(
+    raw: &RawCluster,
+    store: &mut StoreSettings,
+) -> Result<ClusterSettings, BuildError> {
+    let path = KeyPath::root("cluster");
+    let id = |key: KeyPath, v: u64| -> Result<u16, BuildError> {
+        u16::try_from(v)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| err(key, format!("{v} is out of range: node ids are 1 to 65535")))
+    };
+    let node_id = match raw.node_id {
+        None => 0,
+        Some(v) => id(path.key("node_id"), v)?,
+    };
+    let mut nodes: Vec<(u16, SocketAddr)> = Vec::with_capacity(raw.nodes.len());
+    for (i, n) in raw.nodes.iter().enumerate() {
+        let at = path.key("nodes").index(i);
+        let nid = id(at.key("id"), n.id)?;
+        let addr: SocketAddr = n.address.trim().parse().map_err(|_| {
+            err(
+                at.key("address"),
+                format!(
+                    "{:?} is not an IP address and port (e.g. \"10.0.0.1:5060\")",
+                    n.address
+                ),
+            )
+        })?;
+        if nodes.iter().any(|(o, _)| *o == nid) {
+            return Err(err(at.key("id"), format!("node {nid} is listed twice")));
+        }
+        nodes.push((nid, addr));
+    }
+    if !nodes.is_empty() {
+        if store.redis.is_none() {
+            return Err(err(
+                path.key("nodes"),
+                "a cluster shares its records in Redis: set [store] backend = \"redis\"",
+            ));
+        }
+        if node_id == 0 {
+            return Err(err(
+                path.key("node_id"),
+                "missing: a node of a cluster needs its id (one of [cluster] nodes)",
+            ));
+        }
+        if !nodes.iter().any(|(n, _)| *n == node_id) {
+            return Err(err(
+                path.key("node_id"),
+                format!("{node_id} is not one of [cluster] nodes"),
+            ));
+        }
+    }
+    if let Some(r) = &mut store.redis {
+        r.node = node_id;
+    }
+    Ok(ClusterSettings { node_id, nodes })
 }
 
 fn check_dialogs(raw: &RawDialogs) -> Result<DialogSettings, BuildError> {
@@ -543,7 +732,8 @@ impl RawConfig {
         let proxy = check_proxy(self.proxy)?;
         let timers = check_timers(&self.timers)?;
         let cancel = check_cancel(&self.cancel)?;
-        let store = check_store(&self.store)?;
+        let mut store = check_store(&self.store)?;
+        let cluster = check_cluster(&self.cluster, &mut store)?;
         let dialogs = check_dialogs(&self.dialogs)?;
         let admin = check_admin(&self.admin)?;
         // Which destinations set the `transport` key (for naming the key in errors).
@@ -575,6 +765,7 @@ impl RawConfig {
             store,
             dialogs,
             admin,
+            cluster,
         })
     }
 }
@@ -1448,6 +1639,92 @@ no_match = { code = 480 }
             ),
             "rule[0].ring_timeout_ms",
             "out of range",
+        );
+    }
+
+    #[test]
+    fn redis_store_and_cluster() {
+        let c = ok(&format!(
+            "{MINIMAL}[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.9:6390/1\"\n\
+             key_prefix = \"pbx:\"\ncommit_timeout_ms = 3\n\n[cluster]\nnode_id = 2\n\
+             nodes = [{{ id = 1, address = \"10.0.0.1:5060\" }}, {{ id = 2, address = \"10.0.0.2:5060\" }}]\n"
+        ));
+        let r = c.store.redis.as_ref().unwrap();
+        assert_eq!(
+            (r.url.as_str(), r.key_prefix.as_str()),
+            ("redis://127.0.0.9:6390/1", "pbx:")
+        );
+        assert_eq!((r.node, r.commit_timeout_ms, r.io_timeout_ms), (2, 3, 1000));
+        assert_eq!(c.cluster.node_id, 2);
+        assert_eq!(c.cluster.nodes[0], (1, "10.0.0.1:5060".parse().unwrap()));
+        // A single node on Redis: node 0, no [cluster].
+        let c = ok(&format!("{MINIMAL}[store]\nbackend = \"redis\"\n"));
+        assert_eq!(c.store.redis.unwrap().node, 0);
+        assert!(ok(MINIMAL).store.redis.is_none());
+
+        let redis = format!("{MINIMAL}[store]\nbackend = \"redis\"\n");
+        assert_bad(
+            &format!("{MINIMAL}[store]\nbackend = \"etcd\"\n"),
+            "store.backend",
+            "\"embedded\" or \"redis\"",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[store]\nurl = \"redis://h\"\n"),
+            "store.url",
+            "only for backend = \"redis\"",
+        );
+        assert_bad(
+            &format!("{redis}url = \"http://h\"\n"),
+            "store.url",
+            "redis://",
+        );
+        assert_bad(
+            &format!("{redis}durability = \"strict\"\n"),
+            "store.durability",
+            "embedded store",
+        );
+        assert_bad(
+            &format!("{redis}commit_timeout_ms = 0\n"),
+            "store.commit_timeout_ms",
+            "out of range",
+        );
+        assert_bad(
+            &format!("{redis}key_prefix = \"a b\"\n"),
+            "store.key_prefix",
+            "no spaces",
+        );
+        let node = "nodes = [{ id = 1, address = \"10.0.0.1:5060\" }]\n";
+        assert_bad(
+            &format!("{MINIMAL}[cluster]\nnode_id = 1\n{node}"),
+            "cluster.nodes",
+            "backend = \"redis\"",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\n{node}"),
+            "cluster.node_id",
+            "missing",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\nnode_id = 3\n{node}"),
+            "cluster.node_id",
+            "not one of",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\nnode_id = 70000\n"),
+            "cluster.node_id",
+            "1 to 65535",
+        );
+        assert_bad(
+            &format!("{redis}[cluster]\nnode_id = 1\nnodes = [{{ id = 1, address = \"h:1\" }}]\n"),
+            "cluster.nodes[0].address",
+            "not an IP address",
+        );
+        assert_bad(
+            &format!(
+                "{redis}[cluster]\nnode_id = 1\nnodes = [{{ id = 1, address = \"10.0.0.1:5060\" }}, {{ id = 1, address = \"10.0.0.2:5060\" }}]\n"
+            ),
+            "cluster.nodes[1].id",
+            "listed twice",
         );
     }
 

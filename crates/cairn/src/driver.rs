@@ -92,7 +92,30 @@ fn core_config(cfg: &Config, transports: &Transports) -> CoreConfig {
         persist: cfg.store.durability != Durability::Off,
         dialogs: cfg.dialogs.enabled,
         dialog_timeout: cfg.dialogs.timeout_s * 1000,
+        node: cfg.cluster.node_id,
+        peers: cfg.cluster.nodes.clone(),
     }
+}
+
+/// The nodes whose records this node takes over at start: those whose
+/// `[cluster] nodes` address it listens on (it took their address over).
+fn nodes_to_adopt(cfg: &Config) -> Vec<u16> {
+    cfg.cluster
+        .nodes
+        .iter()
+        .filter(|(id, addr)| {
+            *id != cfg.cluster.node_id && cfg.listen.iter().any(|l| l.address == *addr)
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// A finished owner lookup (cluster mode), back to the event loop.
+struct OwnerFound {
+    request: cairn_sip::Message,
+    peer: Peer,
+    local: Option<cairn_proxy::LocalAddr>,
+    owner: Result<Option<u16>, String>,
 }
 
 /// Bind the listeners, restore the state of a previous run, and run the
@@ -111,7 +134,24 @@ pub async fn run(
         sync_interval_ms: cfg.store.sync_interval_ms,
         ..StoreConfig::new(&cfg.store.path)
     };
-    let mut store = StateStore::open(&store_cfg, cfg.store.state_delay_ms)?;
+    let mut store = match &cfg.store.redis {
+        Some(r) => {
+            let adopt = nodes_to_adopt(&cfg);
+            StateStore::open_redis(r, &adopt, Clock::new().now(), cfg.store.state_delay_ms)?
+        }
+        None => StateStore::open(&store_cfg, cfg.store.state_delay_ms)?,
+    };
+    let other_nodes: Vec<u16> = cfg
+        .cluster
+        .nodes
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| *n != cfg.cluster.node_id)
+        .collect();
+    let (owner_tx, mut owner_rx) = mpsc::unbounded_channel::<OwnerFound>();
+    let mut resync_tick = tokio::time::interval(Duration::from_millis(100));
+    resync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let redis = cfg.store.redis.is_some();
     let listeners: Vec<Listener> = cfg
         .listen
         .iter()
@@ -145,7 +185,15 @@ pub async fn run(
     let mut metrics = DriverMetrics::default();
     // Every unfinished transaction is back before a socket is read.
     store.restore(&mut proxy, clock.now(), &mut metrics)?;
-    info!(durability = %store.durability(), path = %cfg.store.path.display(), "state store open");
+    if redis {
+        info!(
+            node = cfg.cluster.node_id,
+            nodes = cfg.cluster.nodes.len(),
+            "state store open (redis)"
+        );
+    } else {
+        info!(durability = %store.durability(), path = %cfg.store.path.display(), "state store open");
+    }
 
     let (admin_tx, mut admin_rx) = mpsc::channel::<AdminRequest>(16);
     if let Some(addr) = cfg.admin.listen {
@@ -190,6 +238,23 @@ pub async fn run(
                 }
             }
             _ = sleep => proxy.handle_timeout(clock.now()),
+            found = owner_rx.recv() => {
+                if let Some(f) = found {
+                    let owner = f.owner.unwrap_or_else(|e| {
+                        metrics.owner_lookup_failures += 1;
+                        debug!(error = %e, "owner lookup failed: handled as matching nothing");
+                        None
+                    });
+                    proxy.owner_found(clock.now(), f.request, f.peer, f.local, owner);
+                }
+            }
+            _ = resync_tick.tick(), if redis => {
+                // Redis is back after an outage: write every live record again.
+                if store.take_resync() {
+                    info!("writing every live record to Redis again");
+                    proxy.persist_all(clock.now());
+                }
+            }
             _ = async {
                 match store.deadline() {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -200,6 +265,7 @@ pub async fn run(
                 if let Some(req) = req {
                     metrics.lookup_failures = lookups.stats().totals().2;
                     metrics.store_staged = store.staged() as u64;
+                    store.fill_metrics(&mut metrics);
                     match req.query {
                         Query::Reload => reloader.request(Some(req.reply)),
                         Query::SetDestination { set, destination, state } => {
@@ -272,6 +338,37 @@ pub async fn run(
                 Output::ProbeResponse { run, token, code } => {
                     prober.on_response(run, token, code, clock.now())
                 }
+                Output::FindOwner {
+                    key,
+                    request,
+                    peer,
+                    local,
+                } => match store.finder() {
+                    Some(finder) => {
+                        let tx = owner_tx.clone();
+                        finder.find(
+                            cairn_store::Space::Transactions,
+                            key.to_vec(),
+                            other_nodes.clone(),
+                            move |owner| {
+                                let _ = tx.send(OwnerFound {
+                                    request,
+                                    peer,
+                                    local,
+                                    owner,
+                                });
+                            },
+                        );
+                    }
+                    None => {
+                        let _ = owner_tx.send(OwnerFound {
+                            request,
+                            peer,
+                            local,
+                            owner: Ok(None),
+                        });
+                    }
+                },
             }
         }
         store.commit_if_due(&mut metrics);

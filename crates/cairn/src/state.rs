@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_proxy::{Millis, Proxy, Space};
-use cairn_store::{Durability, Op, Store, StoreConfig};
+use cairn_store::{Durability, Op, OwnerFinder, RedisConfig, RedisStore, Store, StoreConfig};
 use tracing::{error, info, warn};
 
 use crate::admin::DriverMetrics;
@@ -24,6 +24,8 @@ pub struct StateStore {
     failing: bool,
     cfg: StoreConfig,
     dirty_since_sync: bool,
+    /// Redis: owner lookups for CANCELs and ACKs of other nodes.
+    finder: Option<OwnerFinder>,
     /// The staged batch has an urgent record.
     urgent: bool,
     /// When the oldest staged record that is not urgent was staged.
@@ -56,10 +58,76 @@ impl StateStore {
             failing: false,
             cfg: cfg.clone(),
             dirty_since_sync: false,
+            finder: None,
             urgent: false,
             waiting_since: None,
             delay: Duration::from_millis(state_delay_ms),
         })
+    }
+
+    /// Open the Redis store of a cluster node, and take over the records
+    /// of the nodes in `adopt` (dead nodes whose address this node now
+    /// serves): they become this node's, and [`StateStore::restore`] loads
+    /// them with its own. Redis being unreachable is no error: the node
+    /// starts with what it could load (nothing) and proxies; the store
+    /// connects in the background (docs/cluster.md).
+    pub fn open_redis(
+        cfg: &RedisConfig,
+        adopt: &[u16],
+        now: Millis,
+        state_delay_ms: u64,
+    ) -> Result<StateStore, String> {
+        let mut store = RedisStore::open(cfg).map_err(|e| format!("store: {e}"))?;
+        for &node in adopt {
+            for space in cairn_store::Space::ALL {
+                match store.adopt(node, space, now) {
+                    Ok(r) => info!(
+                        node,
+                        space = %space,
+                        records = r.len(),
+                        "took over the records of a node whose address this node serves"
+                    ),
+                    Err(e) => {
+                        error!(node, error = %e, "could not take over a node's records: its calls are lost")
+                    }
+                }
+            }
+        }
+        let finder = Some(store.finder());
+        Ok(StateStore {
+            store: Box::new(store),
+            batch: Vec::with_capacity(64),
+            durability: Durability::Buffered,
+            failing: false,
+            cfg: StoreConfig::new(""),
+            dirty_since_sync: false,
+            finder,
+            urgent: false,
+            waiting_since: None,
+            delay: Duration::from_millis(state_delay_ms),
+        })
+    }
+
+    /// Owner lookups (Redis only).
+    pub fn finder(&self) -> Option<&OwnerFinder> {
+        self.finder.as_ref()
+    }
+
+    /// True once after the store lost records (Redis down or restarted):
+    /// the core must write every live record again.
+    pub fn take_resync(&mut self) -> bool {
+        self.store.take_resync()
+    }
+
+    /// The store's counters, into the driver's metrics.
+    pub fn fill_metrics(&self, m: &mut DriverMetrics) {
+        let st = self.store.stats();
+        m.store_backend = st.backend;
+        m.store_up = st.available;
+        m.store_pending = st.pending_ops;
+        m.store_dropped = st.dropped_ops + st.lost_deletes;
+        m.store_write_errors = st.write_errors;
+        m.store_resyncs = st.resyncs;
     }
 
     pub fn durability(&self) -> Durability {
@@ -83,7 +151,16 @@ impl StateStore {
         m: &mut DriverMetrics,
     ) -> Result<(), String> {
         let start = Instant::now();
-        let (txns, dialogs) = match self.load_all(now) {
+        let loaded = match self.load_all(now) {
+            Err(e) if self.finder.is_some() => {
+                // Redis: no reason to stop; what could not be read is lost.
+                m.store_load_errors += 1;
+                error!(error = %e, "the records of this node could not be loaded: starting without them");
+                Ok((Vec::new(), Vec::new()))
+            }
+            other => other,
+        };
+        let (txns, dialogs) = match loaded {
             Ok(r) => r,
             Err(e) if e.kind() == cairn_store::StoreErrorKind::Corrupt => {
                 // The way out documented in docs/store.md: move the damaged
@@ -196,7 +273,10 @@ impl StateStore {
             }
             Err(e) => {
                 m.store_commit_errors += 1;
-                if !self.failing {
+                if e.kind() == cairn_store::StoreErrorKind::Timeout {
+                    // Redis answered late: the batch is still written.
+                    m.store_commit_timeouts += 1;
+                } else if !self.failing {
                     error!(error = %e, records = self.batch.len(), "state store commit failed: calls go on without a durable record");
                     self.failing = true;
                 }

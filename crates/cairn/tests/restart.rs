@@ -85,11 +85,6 @@ fn metrics(net: &TestNet) -> String {
     body
 }
 
-#[track_caller]
-fn metric(text: &str, sample: &str) -> f64 {
-    metric_value(text, sample).unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
-}
-
 /// Waits until cairn has committed every record it staged: the records
 /// of a 1xx, a final or a dialog may wait up to `state_delay_ms` (10 ms by
 /// default) to be grouped with others, so a kill right after a caller
@@ -124,107 +119,6 @@ fn dialog_states(v: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-// ---------------------------------------------------------------------------------------
-// Trace checks
-// ---------------------------------------------------------------------------------------
-
-fn received_180(m: &SipMsg) -> bool {
-    m.received && m.status() == Some(180)
-}
-
-fn sent_request(method: &'static str) -> impl Fn(&SipMsg) -> bool {
-    move |m| !m.received && m.method() == Some(method)
-}
-
-/// A 200 to an INVITE that a gateway sent.
-fn sent_invite_200(m: &SipMsg) -> bool {
-    !m.received && m.status() == Some(200) && m.cseq().is_some_and(|c| c.1 == "INVITE")
-}
-
-/// Responses of `code` to `method` that a SIPp received.
-fn responses_to(r: &SippResult, code: u16, method: &str) -> usize {
-    r.received_responses(code)
-        .into_iter()
-        .filter(|m| m.cseq().is_some_and(|c| c.1 == method))
-        .count()
-}
-
-/// The Call-IDs of the requests of `method` a gateway received, with how many arrived.
-fn calls_of(gw: &SippResult, method: &str) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for m in gw.received_requests(method) {
-        *out.entry(m.call_id().unwrap_or_default().to_string())
-            .or_insert(0) += 1;
-    }
-    out
-}
-
-/// Every CANCEL a gateway received matches an INVITE that the same gateway received
-/// before it: same Call-ID, Request-URI, top Via branch and CSeq number (RFC 3261 9.1).
-/// Returns the cancelled Call-IDs.
-#[track_caller]
-fn assert_cancels_match_invites(gw: &SippResult) -> BTreeSet<String> {
-    let mut cancelled = BTreeSet::new();
-    let mut invites: BTreeMap<String, Vec<&SipMsg>> = BTreeMap::new();
-    for m in gw.received() {
-        let id = m.call_id().unwrap_or_default().to_string();
-        match m.method() {
-            Some("INVITE") => invites.entry(id).or_default().push(m),
-            Some("CANCEL") => {
-                let invs = invites.get(&id).unwrap_or_else(|| {
-                    panic!(
-                        "{}: a CANCEL for a call whose INVITE it never got (misrouted):\n{}",
-                        gw.name, m.text
-                    )
-                });
-                for inv in invs {
-                    assert_eq!(
-                        (m.request_uri(), m.top_via_branch()),
-                        (inv.request_uri(), inv.top_via_branch()),
-                        "{}: CANCEL and INVITE differ in Request-URI or branch:\n{}\n---\n{}",
-                        gw.name,
-                        inv.text,
-                        m.text
-                    );
-                    assert_eq!(m.cseq().map(|c| c.0), inv.cseq().map(|c| c.0));
-                }
-                assert_eq!(m.vias().len(), 1, "one Via, the branch's:\n{}", m.text);
-                cancelled.insert(id);
-            }
-            _ => {}
-        }
-    }
-    cancelled
-}
-
-/// No Call-ID reached two gateways, and the INVITEs of one Call-ID at one gateway all
-/// carry the same branch (a restored branch retransmitting, never a new one).
-#[track_caller]
-fn assert_one_gateway_per_call(gws: &[&SippResult]) -> usize {
-    let mut owner: BTreeMap<String, &str> = BTreeMap::new();
-    for gw in gws {
-        let mut branches: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for inv in gw.received_requests("INVITE") {
-            let id = inv.call_id().unwrap_or_default().to_string();
-            branches
-                .entry(id.clone())
-                .or_default()
-                .insert(inv.top_via_branch().unwrap_or_default());
-            if let Some(other) = owner.insert(id.clone(), &gw.name) {
-                assert_eq!(
-                    other, gw.name,
-                    "the INVITE of {id} was forwarded to two gateways: {other} and {}",
-                    gw.name
-                );
-            }
-        }
-        for (id, b) in branches {
-            assert_eq!(b.len(), 1, "{}: {id} arrived with branches {b:?}", gw.name);
-        }
-    }
-    owner.len()
-}
-
 /// The INVITE transactions of a `GET /transactions` answer.
 fn invite_transactions(v: &Value) -> Vec<&Value> {
     v["transactions"]
@@ -233,15 +127,6 @@ fn invite_transactions(v: &Value) -> Vec<&Value> {
         .iter()
         .filter(|t| t["method"] == "INVITE")
         .collect()
-}
-
-/// Waits until `cond`, or panics naming `what`.
-#[track_caller]
-fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
-    assert!(
-        wait_until(timeout, cond),
-        "timed out after {timeout:?}: {what}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------

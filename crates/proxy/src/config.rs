@@ -76,6 +76,13 @@ pub struct CoreConfig {
     pub dialogs: bool,
     /// How long a confirmed dialog lives without a BYE.
     pub dialog_timeout: Millis,
+    /// This node's id in a cluster, written into every branch id (0: a
+    /// single node; its branches carry no id).
+    pub node: u16,
+    /// The other nodes of the cluster and their SIP addresses (UDP): a
+    /// response for another node's branch, and a CANCEL or ACK whose INVITE
+    /// another node holds, are relayed there. Empty: no cluster.
+    pub peers: Vec<(u16, SocketAddr)>,
 }
 
 impl Default for CoreConfig {
@@ -92,6 +99,8 @@ impl Default for CoreConfig {
             persist: false,
             dialogs: false,
             dialog_timeout: 12 * 3600 * 1000,
+            node: 0,
+            peers: vec![],
         }
     }
 }
@@ -117,6 +126,27 @@ impl CoreConfig {
                 IpAddr::V6(ip) => format!("[{}]:{}", ip, l.addr.port()),
             },
         }
+    }
+
+    /// The SIP address of another node of the cluster, unless it is one of
+    /// this node's own (a node whose address this one took over).
+    pub fn peer_addr(&self, node: u16) -> Option<SocketAddr> {
+        if node == self.node {
+            return None;
+        }
+        let (_, addr) = self.peers.iter().find(|(n, _)| *n == node)?;
+        let own = self.listeners.iter().any(|l| l.addr == *addr);
+        (!own).then_some(*addr)
+    }
+
+    /// Whether a message came from another node of the cluster (a relay).
+    pub fn is_peer(&self, addr: SocketAddr) -> bool {
+        self.peers.iter().any(|(_, a)| *a == addr)
+    }
+
+    /// Whether a node of the cluster may hold what this node has not.
+    pub fn clustered(&self) -> bool {
+        self.peers.iter().any(|(n, _)| *n != self.node)
     }
 
     /// Whether a URI host and port name this proxy.

@@ -175,6 +175,16 @@ pub enum Output {
         token: u64,
         code: u16,
     },
+    /// Cluster mode: no transaction here has the INVITE of this CANCEL or
+    /// ACK. Find which other node holds the INVITE's record `key` (a
+    /// transaction record), then call [`Proxy::owner_found`] with the
+    /// request, without blocking the event loop.
+    FindOwner {
+        key: [u8; 8],
+        request: Message,
+        peer: Peer,
+        local: Option<LocalAddr>,
+    },
 }
 
 /// Which kind of record.
@@ -913,7 +923,7 @@ impl Proxy {
             return;
         };
         let req = &s.request;
-        let branch_id = branch::make(s.loop_hash, s.key_hash, branch_index as u32);
+        let branch_id = branch::make(self.cfg.node, s.loop_hash, s.key_hash, branch_index as u32);
         let via = format!(
             "SIP/2.0/{} {};branch={}",
             target.transport.via_token(),
@@ -1074,7 +1084,9 @@ impl Proxy {
             })
             .collect();
         let Some(((_, true), rest)) = routes.split_first() else {
-            debug!(source = %peer.addr, "ACK without a route through this proxy dropped");
+            if !(msg.method() == Method::Ack && self.find_owner(&msg, peer, local, false)) {
+                debug!(source = %peer.addr, "ACK without a route through this proxy dropped");
+            }
             return;
         };
         let next = match rest.first() {
@@ -1085,7 +1097,6 @@ impl Proxy {
             return;
         };
         self.send_stateless(&msg, peer, &target, true);
-        let _ = local;
     }
 
     /// A CANCEL that matched nothing, forwarded statelessly where the
@@ -1129,7 +1140,12 @@ impl Proxy {
         // A stateless proxy's branch must be the same for retransmissions
         // (16.11): derive it from the request's key.
         let key = ServerKey::of(msg);
-        let branch_id = branch::make(branch::loop_hash(msg), branch::key_hash(key.as_bytes()), 0);
+        let branch_id = branch::make(
+            self.cfg.node,
+            branch::loop_hash(msg),
+            branch::key_hash(key.as_bytes()),
+            0,
+        );
         let via = format!(
             "SIP/2.0/{} {};branch={}",
             target.transport.via_token(),
@@ -1178,6 +1194,7 @@ impl Proxy {
                 self.respond(now, id, 200, "OK", &[]);
                 self.cancel_invite(now, inv, CancelReason::Caller(reasons));
             }
+            None if self.find_owner(&msg, peer, local, true) => {}
             None => {
                 // No transaction for it: a flood of these costs a bounded
                 // memory entry each and a stateless answer, nothing more.
@@ -1191,6 +1208,121 @@ impl Proxy {
                 }
             }
         }
+    }
+
+    // ------------------------------------------------------------------
+    // Cluster: what belongs to another node (docs/cluster.md)
+    // ------------------------------------------------------------------
+
+    /// A CANCEL (or an ACK) whose INVITE no local transaction has: in a
+    /// cluster, ask the driver which node holds the INVITE's record. Not for
+    /// what another node relayed here (no ping-pong). True if asked.
+    fn find_owner(
+        &mut self,
+        msg: &Message,
+        peer: Peer,
+        local: Option<LocalAddr>,
+        cancel: bool,
+    ) -> bool {
+        if !self.cfg.clustered() || self.cfg.is_peer(peer.addr) {
+            return false;
+        }
+        let invite = if cancel {
+            ServerKey::cancelled_invite(msg)
+        } else {
+            ServerKey::of(msg)
+        };
+        self.stats.owner_lookups += 1;
+        self.out.push_back(Output::FindOwner {
+            key: branch::key_hash(invite.as_bytes()).to_be_bytes(),
+            request: msg.clone(),
+            peer,
+            local,
+        });
+        true
+    }
+
+    /// The answer to [`Output::FindOwner`]: `owner` is the node that holds
+    /// the INVITE's record (`None`: no node, or the lookup failed). A
+    /// CANCEL for another live node's INVITE is answered 200 here and
+    /// relayed to that node as received, which cancels its branches; the
+    /// 487 then comes from that node. An ACK is relayed as received.
+    /// Otherwise the request is handled as one that matches nothing.
+    pub fn owner_found(
+        &mut self,
+        now: Millis,
+        request: Message,
+        peer: Peer,
+        local: Option<LocalAddr>,
+        owner: Option<u16>,
+    ) {
+        let to = owner.and_then(|n| self.cfg.peer_addr(n));
+        let cancel = request.method() == Method::Cancel;
+        match (to, cancel) {
+            (Some(addr), _) => {
+                debug!(node = owner, %addr, method = ?request.method(), "relayed to the node that owns the INVITE");
+                if cancel {
+                    self.stats.cancels_matched += 1;
+                    self.reply_stateless(&request, peer, 200, "OK");
+                }
+                self.stats.relayed_to_nodes += 1;
+                self.transmit(Peer::new(addr, Transport::Udp), request.buffer().clone(), 0);
+            }
+            (None, true) => {
+                self.stats.cancels_unmatched += 1;
+                self.remember_cancel(now, ServerKey::cancelled_invite(&request));
+                match self.cfg.cancel.unmatched {
+                    UnmatchedCancel::Reply481 => {
+                        self.reply_stateless(&request, peer, 481, "Call/Transaction Does Not Exist")
+                    }
+                    UnmatchedCancel::Forward => self.forward_cancel_by_rules(now, &request, peer),
+                }
+            }
+            (None, false) => {
+                debug!(source = %peer.addr, "ACK for no transaction of the cluster dropped")
+            }
+        }
+        let _ = local;
+        self.flush_records(now);
+    }
+
+    /// A response for a branch another node of the cluster made: relayed
+    /// to that node as received. False if it is not one.
+    fn relay_response(&mut self, msg: &Message) -> bool {
+        if !self.cfg.clustered() {
+            return false;
+        }
+        let Some(node) = msg.top_via().branch().and_then(branch::node_of) else {
+            return false;
+        };
+        let Some(addr) = self.cfg.peer_addr(node) else {
+            return false;
+        };
+        self.stats.relayed_to_nodes += 1;
+        self.transmit(Peer::new(addr, Transport::Udp), msg.buffer().clone(), 0);
+        true
+    }
+
+    /// Writes the record of every transaction and dialog again (the store
+    /// lost records: Redis was down or restarted empty).
+    pub fn persist_all(&mut self, now: Millis) {
+        if !self.cfg.persist {
+            return;
+        }
+        let ids: Vec<TxnId> = self.servers.keys().copied().collect();
+        for id in ids {
+            // The large record too, not only the state (the store may
+            // have lost both).
+            if let Some(s) = self.servers.get_mut(&id) {
+                s.base_branches = 0;
+            }
+            self.touch(id);
+        }
+        let keys: Vec<[u8; 8]> = self.dialogs.dialogs.keys().copied().collect();
+        for k in keys {
+            self.persist_dialog(k);
+        }
+        self.flush_records(now);
     }
 
     /// Answer a request without a transaction.
@@ -1337,7 +1469,11 @@ impl Proxy {
                 }
                 return;
             }
-            // No transaction (a restart, a late 2xx): forward by Via (16.11).
+            // Another node's branch (cluster): relay it there. Else no
+            // transaction (a restart, a late 2xx): forward by Via (16.11).
+            if self.relay_response(&msg) {
+                return;
+            }
             return self.forward_response_stateless(msg);
         };
         let code = msg.status().unwrap_or(500);

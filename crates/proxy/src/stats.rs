@@ -27,4 +27,8 @@ pub struct Stats {
     pub dialogs_started: u64,
     pub dialogs_ended: u64,
     pub dialogs_restored: u64,
+    /// Cluster: CANCELs and ACKs whose INVITE's node was looked up.
+    pub owner_lookups: u64,
+    /// Cluster: messages relayed to the node that owns their transaction.
+    pub relayed_to_nodes: u64,
 }

@@ -102,7 +102,7 @@ impl Node {
                     self.pending.push((space, key, Some(value)));
                 }
                 Output::Forget { space, key } => self.pending.push((space, key, None)),
-                Output::Lookup { .. } => panic!("no lookups here"),
+                Output::Lookup { .. } | Output::FindOwner { .. } => panic!("no lookups here"),
                 Output::ProbeResponse { .. } => panic!("no probes here"),
             }
         }

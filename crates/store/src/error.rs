@@ -27,6 +27,9 @@ pub enum StoreErrorKind {
     /// The engine refuses writes since an earlier write or sync failed; it
     /// is reopened automatically (at most once a second) on the next commit.
     Unavailable,
+    /// The backend did not answer in time (Redis): the batch stays queued
+    /// and is written when it answers.
+    Timeout,
     /// The batch held an invalid op (key empty or too long, value too
     /// large); nothing was written.
     InvalidInput,

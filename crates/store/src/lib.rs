@@ -13,6 +13,8 @@
 //! * [`FjallStore`] for [`Durability::Buffered`] (the default) and
 //!   [`Durability::Strict`]: an embedded LSM store (fjall 3, pinned), two
 //!   keyspaces, leveled compaction with an expiry compaction filter.
+//! * [`RedisStore`] for cluster mode: the records of every node in one
+//!   Redis server, under keys that name their owner (`docs/cluster.md`).
 //!
 //! Every value is stored behind a 13-byte header (format version,
 //! `expires_at_ms`, CRC-32 of header and payload): a record that fails its
@@ -38,6 +40,10 @@ mod error;
 mod fjall_store;
 mod memory;
 mod record;
+mod redis_store;
+mod resp;
+#[doc(hidden)]
+pub mod testing;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -48,6 +54,7 @@ pub use error::{Operation, StoreError, StoreErrorKind};
 pub use fjall_store::FjallStore;
 pub use memory::MemoryStore;
 pub use record::{HEADER_LEN, RECORD_FORMAT_VERSION};
+pub use redis_store::{OwnerFinder, RedisConfig, RedisStore};
 
 /// Largest key accepted (the engine's limit).
 pub const MAX_KEY_LEN: usize = 65_535;
@@ -264,7 +271,7 @@ pub struct Record {
 /// Counters and gauges of a store, for the metrics endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
-    /// "memory" or "fjall".
+    /// "memory", "fjall" or "redis".
     pub backend: &'static str,
     /// Configured durability.
     pub durability: Durability,
@@ -295,8 +302,19 @@ pub struct StoreStats {
     /// Times the engine was reopened after a write failure.
     pub reopens: u64,
     /// False while the engine refuses writes after a failure (until it is
-    /// reopened).
+    /// reopened); for Redis, while it is down or too slow (degraded).
     pub available: bool,
+    /// Redis: batches and remembered deletes waiting to be written.
+    pub pending_ops: u64,
+    /// Redis: puts dropped while degraded (written again by the resync).
+    pub dropped_ops: u64,
+    /// Redis: deletes forgotten because too many were remembered (those
+    /// records stay until their expiry).
+    pub lost_deletes: u64,
+    /// Redis: failed pipelines and commands refused by the server.
+    pub write_errors: u64,
+    /// Redis: times every live record was written again after an outage.
+    pub resyncs: u64,
 }
 
 impl StoreStats {
@@ -306,8 +324,8 @@ impl StoreStats {
     }
 }
 
-/// The state store seen by the driver. Implemented by [`MemoryStore`] and
-/// [`FjallStore`] (and by the Redis backend later). Every method is
+/// The state store seen by the driver. Implemented by [`MemoryStore`],
+/// [`FjallStore`] and [`RedisStore`]. Every method is
 /// synchronous and is called from the driver's event loop; none panics on
 /// I/O trouble.
 pub trait Store: Send {
@@ -333,6 +351,13 @@ pub trait Store: Send {
 
     /// The durability this store provides.
     fn durability(&self) -> Durability;
+
+    /// True once after the store lost records it had been given (Redis was
+    /// down or restarted empty, see [`RedisStore`]): the driver must then
+    /// commit every live record again. Local stores never do.
+    fn take_resync(&mut self) -> bool {
+        false
+    }
 }
 
 /// Opens the store described by `cfg`: a [`MemoryStore`] for

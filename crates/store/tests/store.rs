@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use cairn_store::testing::RedisServer;
 use cairn_store::{
-    open, open_or_move_aside, Durability, FjallStore, MemoryStore, Op, Record, Space, Store,
-    StoreConfig, StoreErrorKind, HEADER_LEN, NEVER,
+    open, open_or_move_aside, Durability, FjallStore, MemoryStore, Op, Record, RedisConfig,
+    RedisStore, Space, Store, StoreConfig, StoreErrorKind, HEADER_LEN, NEVER,
 };
 
 const FAR: u64 = NEVER;
@@ -117,6 +118,23 @@ fn round_trip_fjall_strict() {
         .commit(&[Op::put(Space::Transactions, "k", "v", FAR)])
         .unwrap();
     assert!(info.synced);
+}
+
+/// A real redis-server of the test's own, and a store of node 1 on it.
+fn redis(dir: &Path) -> (RedisServer, RedisStore) {
+    let server = RedisServer::start_anywhere(&dir.join("redis.log")).expect("redis-server");
+    let mut cfg = RedisConfig::new(server.url(), 1);
+    // Generous: the tests check results, not speed, on a loaded machine.
+    cfg.commit_timeout_ms = 2000;
+    let store = RedisStore::open(&cfg).expect("open");
+    (server, store)
+}
+
+#[test]
+fn round_trip_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut store) = redis(dir.path());
+    round_trip(&mut store);
 }
 
 #[test]
@@ -551,9 +569,11 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn invalid_ops_reject_the_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
+    let (_server, redis) = redis(dir.path());
     let mut stores: Vec<Box<dyn Store>> = vec![
         Box::new(MemoryStore::new()),
         Box::new(fjall(&dir.path().join("s"))),
+        Box::new(redis),
     ];
     for s in &mut stores {
         for bad in [

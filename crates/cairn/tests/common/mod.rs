@@ -23,7 +23,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs;
 use std::io::ErrorKind;
@@ -47,6 +47,8 @@ pub mod ports {
     pub const UAS2: u16 = 5072;
     /// First port for raw sockets ([`super::RawUdp`], [`super::BlackHole`]).
     pub const RAW: u16 = 5080;
+    /// A redis-server of the test's own (cluster tests).
+    pub const REDIS: u16 = 6379;
 }
 
 /// Ports checked free at a candidate address before a test gets it.
@@ -1705,4 +1707,134 @@ impl Sipp {
     pub fn count_so_far(&self, pred: impl Fn(&SipMsg) -> bool) -> usize {
         self.messages_so_far().iter().filter(|m| pred(m)).count()
     }
+}
+
+// ---------------------------------------------------------------------------
+// Trace checks shared by the restart and cluster tests
+// ---------------------------------------------------------------------------
+
+pub fn received_180(m: &SipMsg) -> bool {
+    m.received && m.status() == Some(180)
+}
+
+pub fn sent_request(method: &'static str) -> impl Fn(&SipMsg) -> bool {
+    move |m| !m.received && m.method() == Some(method)
+}
+
+/// A 200 to an INVITE that a gateway sent.
+pub fn sent_invite_200(m: &SipMsg) -> bool {
+    !m.received && m.status() == Some(200) && m.cseq().is_some_and(|c| c.1 == "INVITE")
+}
+
+/// Responses of `code` to `method` that a SIPp received.
+pub fn responses_to(r: &SippResult, code: u16, method: &str) -> usize {
+    r.received_responses(code)
+        .into_iter()
+        .filter(|m| m.cseq().is_some_and(|c| c.1 == method))
+        .count()
+}
+
+/// The Call-IDs of the requests of `method` a gateway received, with how many arrived.
+pub fn calls_of(gw: &SippResult, method: &str) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for m in gw.received_requests(method) {
+        *out.entry(m.call_id().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+    out
+}
+
+/// Every CANCEL a gateway received matches an INVITE that the same gateway received
+/// before it: same Call-ID, Request-URI, top Via branch and CSeq number (RFC 3261 9.1).
+/// Returns the cancelled Call-IDs.
+#[track_caller]
+pub fn assert_cancels_match_invites(gw: &SippResult) -> BTreeSet<String> {
+    let mut cancelled = BTreeSet::new();
+    let mut invites: BTreeMap<String, Vec<&SipMsg>> = BTreeMap::new();
+    for m in gw.received() {
+        let id = m.call_id().unwrap_or_default().to_string();
+        match m.method() {
+            Some("INVITE") => invites.entry(id).or_default().push(m),
+            Some("CANCEL") => {
+                let invs = invites.get(&id).unwrap_or_else(|| {
+                    panic!(
+                        "{}: a CANCEL for a call whose INVITE it never got (misrouted):\n{}",
+                        gw.name, m.text
+                    )
+                });
+                for inv in invs {
+                    assert_eq!(
+                        (m.request_uri(), m.top_via_branch()),
+                        (inv.request_uri(), inv.top_via_branch()),
+                        "{}: CANCEL and INVITE differ in Request-URI or branch:\n{}\n---\n{}",
+                        gw.name,
+                        inv.text,
+                        m.text
+                    );
+                    assert_eq!(m.cseq().map(|c| c.0), inv.cseq().map(|c| c.0));
+                }
+                assert_eq!(m.vias().len(), 1, "one Via, the branch's:\n{}", m.text);
+                cancelled.insert(id);
+            }
+            _ => {}
+        }
+    }
+    cancelled
+}
+
+/// No Call-ID reached two gateways, and the INVITEs of one Call-ID at one gateway all
+/// carry the same branch (a restored branch retransmitting, never a new one).
+#[track_caller]
+pub fn assert_one_gateway_per_call(gws: &[&SippResult]) -> usize {
+    let mut owner: BTreeMap<String, &str> = BTreeMap::new();
+    for gw in gws {
+        let mut branches: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for inv in gw.received_requests("INVITE") {
+            let id = inv.call_id().unwrap_or_default().to_string();
+            branches
+                .entry(id.clone())
+                .or_default()
+                .insert(inv.top_via_branch().unwrap_or_default());
+            if let Some(other) = owner.insert(id.clone(), &gw.name) {
+                assert_eq!(
+                    other, gw.name,
+                    "the INVITE of {id} was forwarded to two gateways: {other} and {}",
+                    gw.name
+                );
+            }
+        }
+        for (id, b) in branches {
+            assert_eq!(b.len(), 1, "{}: {id} arrived with branches {b:?}", gw.name);
+        }
+    }
+    owner.len()
+}
+
+/// Waits until `cond`, or panics naming `what`.
+#[track_caller]
+pub fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until(timeout, cond),
+        "timed out after {timeout:?}: {what}"
+    );
+}
+
+#[track_caller]
+pub fn metric(text: &str, sample: &str) -> f64 {
+    metric_value(text, sample).unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+}
+
+// ---------------------------------------------------------------------------
+// Redis (cluster tests)
+// ---------------------------------------------------------------------------
+
+pub use cairn_store::testing::RedisServer;
+
+/// Starts a real `redis-server` as a child process on this test's address,
+/// port [`ports::REDIS`] (`--save "" --appendonly no`, its log in the
+/// test's directory); it is killed by its PID when dropped or stopped.
+pub fn start_redis(net: &TestNet) -> RedisServer {
+    let log = test_dir("redis").join("redis.log");
+    RedisServer::start(net.addr(ports::REDIS), &log)
+        .unwrap_or_else(|e| panic!("redis-server on {}: {e}", net.addr(ports::REDIS)))
 }
