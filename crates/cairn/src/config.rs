@@ -871,6 +871,8 @@ mod tests {
             source: "127.0.0.1:40000".parse().unwrap(),
             call_id: b"x",
             now_unix_ms: 0,
+            transport: cairn_sip::Transport::Udp,
+            request: None,
         };
         let Decision::Forward(plan) = c.routing.route(&input) else {
             panic!("INVITE is forwarded")
