@@ -300,7 +300,9 @@ impl ScriptEngine {
                 self.steps.store(0, Ordering::Relaxed);
                 self.lua
                     .load(&source[..])
-                    .set_name(format!("@{shown}"))
+                    // Lua shortens chunk names to 60 characters in messages: the name
+                    // as configured (usually relative) keeps FILE:LINE readable.
+                    .set_name(format!("@{}", cfg.file.trim()))
                     .set_environment(env.clone())
                     .exec()
                     .map_err(|e| BuildError::new(file_key.clone(), describe(&e)))?;

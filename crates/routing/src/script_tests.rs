@@ -366,13 +366,11 @@ fn load_errors_name_the_key_the_file_and_the_line() {
         (e.to_string(), dir.join("route.lua").display().to_string())
     };
     let (e, file) = err("syntax", "function route()\n  return 'a'\nend end\n", "route");
+    assert!(e.starts_with("rule[0].script.file: route.lua:3:"), "{e}");
+    assert!(e.contains("<eof> expected near 'end'"), "{e}");
+    let (e, _) = err("toplevel", "local x = nil\nx.y = 1\n", "route");
     assert!(
-        e.starts_with(&format!("rule[0].script.file: {file}:3:")),
-        "{e}"
-    );
-    let (e, file) = err("toplevel", "local x = nil\nx.y = 1\n", "route");
-    assert!(
-        e.starts_with(&format!("rule[0].script.file: {file}:2: attempt to index")),
+        e.starts_with("rule[0].script.file: route.lua:2: attempt to index"),
         "{e}"
     );
     let (e, file) = err("nofunc", "function other() end\n", "route");
@@ -497,7 +495,8 @@ fn error_messages_carry_the_line() {
         "function a()\n  local t\n  return t.x\nend\nfunction b()\n  cairn.add_header('Via: x')\n  return 'a'\nend\nfunction c()\n  while true do end\nend\nfunction d() return {} end\nfunction e() local t = {}; for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end end\n",
         &[("a", "a"), ("b", "b"), ("c", "c"), ("d", "d"), ("e", "e")],
     );
-    let file = dir.join("route.lua").display().to_string();
+    let _ = dir;
+    let file = "route.lua";
     let mut engine = crate::script::ScriptEngine::new(
         DEFAULT_SCRIPT_MAX_INSTRUCTIONS,
         DEFAULT_SCRIPT_MAX_MEMORY_KB,
