@@ -73,7 +73,10 @@ end
     );
     let _cairn = Cairn::start(&config(
         &net,
-        &format!("script = {{ file = \"{}\", function = \"route\" }}", lua.display()),
+        &format!(
+            "script = {{ file = \"{}\", function = \"route\" }}",
+            lua.display()
+        ),
     ));
     let (gw1, gw2) = (uas(&net, ports::UAS1), uas(&net, ports::UAS2));
     let de = calls(&net, "+4930123", 10);
@@ -193,6 +196,10 @@ fn manipulation_shows_at_the_gateway() {
         assert_eq!(inv.header("X-Tenant"), Some("blue"), "{}", inv.text);
         assert_eq!(inv.header("Subject"), None, "{}", inv.text);
         // The To header is the caller's: only the Request-URI changes.
-        assert!(inv.header("To").unwrap().contains("+4930123"), "{}", inv.text);
+        assert!(
+            inv.header("To").unwrap().contains("+4930123"),
+            "{}",
+            inv.text
+        );
     }
 }

@@ -191,7 +191,12 @@ fn main() {
             .collect();
         one.sort_unstable();
         let pct = |p: f64| one[((one.len() as f64 * p) as usize).min(one.len() - 1)];
-        assert_eq!(policy.script_errors(), 0, "{}: the script failed", case.name);
+        assert_eq!(
+            policy.script_errors(),
+            0,
+            "{}: the script failed",
+            case.name
+        );
         println!(
             "{:<44} {:>12.0} {:>10} {:>10}",
             case.name,

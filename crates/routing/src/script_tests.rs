@@ -252,7 +252,11 @@ fn script_manipulation_and_cancel_reason() {
     );
     let m = pl.manipulation.expect("manipulation");
     assert_eq!(m.ruri_user.as_deref(), Some("004930123"));
-    assert_eq!(m.ruri_host.as_deref(), Some("gw.example.net:5080"), "the script wins");
+    assert_eq!(
+        m.ruri_host.as_deref(),
+        Some("gw.example.net:5080"),
+        "the script wins"
+    );
     assert_eq!(
         m.remove_headers
             .iter()
@@ -365,7 +369,11 @@ fn load_errors_name_the_key_the_file_and_the_line() {
         let e = Policy::build(&cfg).unwrap_err();
         (e.to_string(), dir.join("route.lua").display().to_string())
     };
-    let (e, file) = err("syntax", "function route()\n  return 'a'\nend end\n", "route");
+    let (e, _) = err(
+        "syntax",
+        "function route()\n  return 'a'\nend end\n",
+        "route",
+    );
     assert!(e.starts_with("rule[0].script.file: route.lua:3:"), "{e}");
     assert!(e.contains("<eof> expected near 'end'"), "{e}");
     let (e, _) = err("toplevel", "local x = nil\nx.y = 1\n", "route");
@@ -379,9 +387,15 @@ fn load_errors_name_the_key_the_file_and_the_line() {
         format!("rule[0].script.function: {file} defines no global function \"route\"")
     );
     let (e, _) = err("notfunc", "route = 42\n", "route");
-    assert!(e.contains("\"route\" of") && e.contains("is a integer, not a function"), "{e}");
+    assert!(
+        e.contains("\"route\" of") && e.contains("is a integer, not a function"),
+        "{e}"
+    );
     let (e, _) = err("loop", "while true do end\n", "route");
-    assert!(e.contains(":1: instruction limit of 1000000 reached"), "{e}");
+    assert!(
+        e.contains(":1: instruction limit of 1000000 reached"),
+        "{e}"
+    );
 
     let (mut cfg, dir) = config("missing", "function route() end", &[("lua", "route")]);
     cfg.rules[0].script = Some(ScriptConfig::new("nope.lua", "route"));
@@ -400,14 +414,23 @@ fn load_errors_name_the_key_the_file_and_the_line() {
     cfg.rules[0].destination_set = None;
     cfg.routing.script_max_instructions = 10;
     let e = Policy::build(&cfg).unwrap_err().to_string();
-    assert!(e.starts_with("routing.script_max_instructions: 10 is out of range"), "{e}");
+    assert!(
+        e.starts_with("routing.script_max_instructions: 10 is out of range"),
+        "{e}"
+    );
     cfg.routing.script_max_instructions = DEFAULT_SCRIPT_MAX_INSTRUCTIONS;
     cfg.routing.script_max_memory_kb = 1;
     let e = Policy::build(&cfg).unwrap_err().to_string();
-    assert!(e.starts_with("routing.script_max_memory_kb: 1 is out of range"), "{e}");
+    assert!(
+        e.starts_with("routing.script_max_memory_kb: 1 is out of range"),
+        "{e}"
+    );
     cfg.routing.script_max_memory_kb = DEFAULT_SCRIPT_MAX_MEMORY_KB;
     let mut failure = ScriptConfig::new("route.lua", "route");
-    failure.failure = Some(ResponseConfig { code: 200, reason: None });
+    failure.failure = Some(ResponseConfig {
+        code: 200,
+        reason: None,
+    });
     cfg.rules[0].script = Some(failure);
     let e = Policy::build(&cfg).unwrap_err().to_string();
     assert!(e.starts_with("rule[0].script.failure.code: 200"), "{e}");
@@ -527,10 +550,15 @@ fn error_messages_carry_the_line() {
     );
     assert_eq!(
         err(2),
-        format!("{file}:10: instruction limit of 1000000 reached (routing.script_max_instructions)")
+        format!(
+            "{file}:10: instruction limit of 1000000 reached (routing.script_max_instructions)"
+        )
     );
     assert_eq!(err(3), "returned an empty list of targets");
-    assert_eq!(err(4), "memory limit reached (routing.script_max_memory_kb)");
+    assert_eq!(
+        err(4),
+        "memory limit reached (routing.script_max_memory_kb)"
+    );
     assert_eq!(engine.errors(), 5);
 }
 
@@ -608,7 +636,11 @@ fn files_have_their_own_globals_and_load_once() {
         "loads = (loads or 0) + 1\nname = 'a'\nfunction route() return name end\nfunction loaded() return 480, tostring(loads) end",
     )
     .unwrap();
-    std::fs::write(dir.join("two.lua"), "name = 'b'\nfunction route() return name end").unwrap();
+    std::fs::write(
+        dir.join("two.lua"),
+        "name = 'b'\nfunction route() return name end",
+    )
+    .unwrap();
     let rule = |name: &str, file: &str, function: &str, method: &str| RuleConfig {
         name: name.into(),
         methods: Some(StringList(vec![method.into()])),
@@ -644,7 +676,11 @@ fn files_have_their_own_globals_and_load_once() {
 
 #[test]
 fn lcr_tables_by_name() {
-    let (mut cfg, _) = config("lcr", "function route() return 'cheap' end", &[("lua", "route")]);
+    let (mut cfg, _) = config(
+        "lcr",
+        "function route() return 'cheap' end",
+        &[("lua", "route")],
+    );
     cfg.lcr.push(LcrConfig::new(
         "cheap",
         vec![CarrierConfig {
