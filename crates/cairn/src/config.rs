@@ -1180,7 +1180,7 @@ no_match = { code = 480 }
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\nrespond = { code = 403, reason = \"Forbidden\" }\n"),
             "rule[0]",
-            "set destination_set, respond, lookup or lcr, not both destination_set and respond",
+            "set destination_set, respond, lookup, lcr or script, not both destination_set and respond",
         );
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\nmethods = [\"INVITE\"]\n"),
