@@ -28,7 +28,7 @@
 #   ROUNDS         runs per level                             (default 3)
 #   LEVELS         levels to compare                          (default "off buffered strict")
 #   DIALOGS        1: [dialogs] enabled = true                (default 0)
-#   SYNC_MS        [store] sync_interval_ms of buffered       (default 5, cairn's default)
+#   SYNC_MS        [store] sync_interval_ms of buffered       (default 50, cairn's default)
 #   RESTORE_CALLS  transactions in flight for the restore     (default 100000)
 #   IP             loopback address to use                    (default 127.0.98.1)
 #   CAIRN_BIN      cairn binary (default target/release/cairn, which the script builds)
@@ -46,7 +46,7 @@ N=${N:-5000}
 ROUNDS=${ROUNDS:-3}
 LEVELS=${LEVELS:-off buffered strict}
 DIALOGS=${DIALOGS:-0}
-SYNC_MS=${SYNC_MS:-5}
+SYNC_MS=${SYNC_MS:-50}
 RESTORE_CALLS=${RESTORE_CALLS:-100000}
 IP=${IP:-127.0.98.1}
 CAIRN_BIN=${CAIRN_BIN:-$ROOT/target/release/cairn}

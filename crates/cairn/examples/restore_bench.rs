@@ -170,7 +170,7 @@ fn store_config(a: &Args) -> StoreConfig {
 
 /// The child: write the records of `calls` INVITEs in flight, report, wait to be killed.
 fn generate(a: &Args) {
-    let mut store = StateStore::open(&store_config(a)).unwrap_or_else(|e| die(&e));
+    let mut store = StateStore::open(&store_config(a), 0).unwrap_or_else(|e| die(&e));
     let mut proxy = new_proxy();
     let mut m = DriverMetrics::default();
     let peer = Peer::new(
@@ -195,14 +195,15 @@ fn generate(a: &Args) {
                         key,
                         value,
                         expires_at,
+                        urgent,
                     } => {
                         puts += 1;
                         value_bytes += value.len() as u64;
-                        store.put(space, key, value, expires_at);
+                        store.put(space, key, value, expires_at, urgent);
                     }
                     Output::Forget { space, key } => store.forget(space, key),
                     Output::Transmit(_) => sends += 1,
-                    Output::Lookup { .. } => {}
+                    Output::Lookup { .. } | Output::ProbeResponse { .. } => {}
                 }
             }
             store.commit(&mut m);
@@ -321,7 +322,7 @@ fn restore(a: &Args) {
     let on_disk = disk_bytes(&a.dir);
 
     let t0 = Instant::now();
-    let mut store = StateStore::open(&store_config(a)).unwrap_or_else(|e| die(&e));
+    let mut store = StateStore::open(&store_config(a), 0).unwrap_or_else(|e| die(&e));
     let open = t0.elapsed();
     let mut proxy = new_proxy();
     let mut m = DriverMetrics::default();

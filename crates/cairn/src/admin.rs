@@ -9,30 +9,71 @@
 //! * `GET /transactions` — every transaction being proxied, with branches
 //! * `GET /dialogs` — every tracked dialog, with counts per destination and rule
 //! * `GET /metrics` — Prometheus text format
+//! * `GET /destinations` — every destination of the routing policy with its
+//!   state (probes, administrative override, dialogs)
+//! * `POST /destinations/{set}/{destination}/{up|down|auto}` — force a
+//!   destination up or down (sticky), or hand it back to its probes;
+//!   `destination` is its URI as configured (percent-encoded as needed) or
+//!   its position in the set from 0
+//! * `POST /reload` — re-read the configuration file and its tables and swap
+//!   the routing policy; a bad configuration is refused (400, with the
+//!   file, line and key) and the running one stays in force
 
 use std::fmt::Write;
 use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use cairn_proxy::{Millis, Proxy};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::health::Prober;
+
 /// What the admin API asks the event loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Query {
     Transactions,
     Dialogs,
     Metrics,
+    Destinations,
+    /// Set a destination's administrative state (`up`, `down`, `auto`).
+    SetDestination {
+        set: String,
+        destination: String,
+        state: String,
+    },
+    Reload,
+}
+
+/// The event loop's answer: an HTTP status and a body (JSON, or the
+/// metrics text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn ok(body: String) -> Reply {
+        Reply { status: 200, body }
+    }
+
+    /// `{"error": message}` with this status.
+    pub fn error(status: u16, message: &str) -> Reply {
+        Reply {
+            status,
+            body: serde_json::json!({ "error": message }).to_string(),
+        }
+    }
 }
 
 /// A query and where to send its answer.
 pub struct AdminRequest {
     pub query: Query,
-    pub reply: oneshot::Sender<String>,
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// Counters the driver keeps itself (the core keeps its own).
@@ -44,12 +85,18 @@ pub struct DriverMetrics {
     pub store_commit_seconds_max: f64,
     pub store_records: u64,
     pub store_syncs: u64,
+    /// Records waiting to be grouped with others (`state_delay_ms`).
+    pub store_staged: u64,
     pub restored_transactions: u64,
     pub restored_dialogs: u64,
     pub restore_skipped: u64,
     pub restore_seconds: f64,
     pub send_failures: u64,
     pub lookup_failures: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// Time the last successful reload took (read, build, swap).
+    pub reload_seconds: f64,
 }
 
 /// Start the admin server on `addr`. The error names the address.
@@ -63,6 +110,12 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<AdminRequest>) -> Result<S
         .route("/transactions", get(transactions))
         .route("/dialogs", get(dialogs))
         .route("/metrics", get(metrics))
+        .route("/destinations", get(destinations))
+        .route(
+            "/destinations/{set}/{destination}/{state}",
+            post(set_destination),
+        )
+        .route("/reload", post(reload))
         .with_state(tx);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -74,6 +127,15 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<AdminRequest>) -> Result<S
 }
 
 async fn ask(tx: &mpsc::Sender<AdminRequest>, query: Query) -> Result<String, StatusCode> {
+    let r = ask_reply(tx, query).await?;
+    if r.status == 200 {
+        Ok(r.body)
+    } else {
+        Err(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+    }
+}
+
+async fn ask_reply(tx: &mpsc::Sender<AdminRequest>, query: Query) -> Result<Reply, StatusCode> {
     let (reply, rx) = oneshot::channel();
     tx.send(AdminRequest { query, reply })
         .await
@@ -83,6 +145,34 @@ async fn ask(tx: &mpsc::Sender<AdminRequest>, query: Query) -> Result<String, St
 
 fn json(body: String) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A JSON reply with its status.
+fn json_reply(r: Reply) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, json(r.body)).into_response()
+}
+
+async fn destinations(
+    State(tx): State<mpsc::Sender<AdminRequest>>,
+) -> Result<Response, StatusCode> {
+    ask(&tx, Query::Destinations).await.map(json)
+}
+
+async fn set_destination(
+    State(tx): State<mpsc::Sender<AdminRequest>>,
+    Path((set, destination, state)): Path<(String, String, String)>,
+) -> Result<Response, StatusCode> {
+    let q = Query::SetDestination {
+        set,
+        destination,
+        state,
+    };
+    ask_reply(&tx, q).await.map(json_reply)
+}
+
+async fn reload(State(tx): State<mpsc::Sender<AdminRequest>>) -> Result<Response, StatusCode> {
+    ask_reply(&tx, Query::Reload).await.map(json_reply)
 }
 
 async fn transactions(
@@ -100,9 +190,17 @@ async fn metrics(State(tx): State<mpsc::Sender<AdminRequest>>) -> Result<Respons
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 
-/// Answer a query from the proxy's state (called in the event loop).
-pub fn answer(proxy: &Proxy, now: Millis, query: Query, m: &DriverMetrics) -> String {
-    match query {
+/// Answer a read query from the proxy's and the prober's state (called in
+/// the event loop). The commands (`SetDestination`, `Reload`) change state
+/// and are carried out by the driver itself.
+pub fn answer(
+    proxy: &Proxy,
+    prober: &Prober,
+    now: Millis,
+    query: &Query,
+    m: &DriverMetrics,
+) -> Reply {
+    Reply::ok(match query {
         Query::Transactions => {
             let list = proxy.transactions_snapshot(now);
             serde_json::json!({ "count": list.len(), "transactions": list }).to_string()
@@ -126,8 +224,19 @@ pub fn answer(proxy: &Proxy, now: Millis, query: Query, m: &DriverMetrics) -> St
             })
             .to_string()
         }
-        Query::Metrics => metrics_text(proxy, m),
-    }
+        Query::Metrics => {
+            let mut text = metrics_text(proxy, m);
+            prober.metrics(&mut text);
+            text
+        }
+        Query::Destinations => {
+            let list = prober.destinations_json(None);
+            serde_json::json!({ "count": list.len(), "destinations": list }).to_string()
+        }
+        Query::SetDestination { .. } | Query::Reload => {
+            return Reply::error(500, "a command, not a query: the driver carries it out")
+        }
+    })
 }
 
 /// The Prometheus text exposition.
@@ -285,10 +394,31 @@ pub fn metrics_text(proxy: &Proxy, m: &DriverMetrics) -> String {
         &[("", m.store_commit_seconds_max)],
     );
     metric(
+        "store_staged_records",
+        "gauge",
+        "Records waiting (at most state_delay_ms) to be committed with others.",
+        &[("", m.store_staged as f64)],
+    );
+    metric(
         "store_syncs_total",
         "counter",
         "Store syncs to disk.",
         &[("", m.store_syncs as f64)],
+    );
+    metric(
+        "reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP or POST /reload) applied and refused.",
+        &[
+            ("{result=\"ok\"}", m.reloads_ok as f64),
+            ("{result=\"failed\"}", m.reloads_failed as f64),
+        ],
+    );
+    metric(
+        "reload_seconds",
+        "gauge",
+        "Time the last successful reload took: read, build, swap.",
+        &[("", m.reload_seconds)],
     );
     metric(
         "send_failures_total",

@@ -49,8 +49,11 @@ pub struct StoreSettings {
     pub path: std::path::PathBuf,
     /// `off`, `buffered` (default) or `strict`.
     pub durability: cairn_store::Durability,
-    /// The buffered level's fsync ticker. Default 5 ms.
+    /// The buffered level's fsync ticker. Default 50 ms.
     pub sync_interval_ms: u64,
+    /// How long a record that no message waits for (a 1xx, a final, a
+    /// dialog, an end) may wait to be grouped with others. Default 10 ms.
+    pub state_delay_ms: u64,
 }
 
 /// `[dialogs]`.
@@ -308,6 +311,7 @@ struct RawStore {
     path: String,
     durability: String,
     sync_interval_ms: u64,
+    state_delay_ms: u64,
 }
 
 impl Default for RawStore {
@@ -316,7 +320,8 @@ impl Default for RawStore {
             backend: "embedded".into(),
             path: "cairn-state".into(),
             durability: "buffered".into(),
-            sync_interval_ms: 5,
+            sync_interval_ms: 50,
+            state_delay_ms: 10,
         }
     }
 }
@@ -367,11 +372,18 @@ fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
             format!("{} is out of range: 1 to 10000 ms", raw.sync_interval_ms),
         ));
     }
+    if raw.state_delay_ms > 1_000 {
+        return Err(err(
+            path.key("state_delay_ms"),
+            format!("{} is out of range: 0 to 1000 ms", raw.state_delay_ms),
+        ));
+    }
     Ok(StoreSettings {
         backend: raw.backend.clone(),
         path: raw.path.clone().into(),
         durability,
         sync_interval_ms: raw.sync_interval_ms,
+        state_delay_ms: raw.state_delay_ms,
     })
 }
 

@@ -2,6 +2,7 @@
 //! to the sans-I/O proxy core and carries out what it asks.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,9 +14,11 @@ use tracing::{debug, info, warn};
 use cairn_store::{Durability, StoreConfig};
 use tokio::sync::mpsc;
 
-use crate::admin::{self, AdminRequest, DriverMetrics};
+use crate::admin::{self, AdminRequest, DriverMetrics, Query, Reply};
 use crate::config::Config;
+use crate::health::{AdminState, Prober};
 use crate::lookup::{LookupRequest, Lookups};
+use crate::reload::{LoadResult, Reloader};
 use crate::state::StateStore;
 
 /// The core's clock: milliseconds since the UNIX epoch, advancing with the
@@ -94,8 +97,13 @@ fn core_config(cfg: &Config, transports: &Transports) -> CoreConfig {
 
 /// Bind the listeners, restore the state of a previous run, and run the
 /// proxy until `shutdown` resolves; then drain (refuse new calls, finish
-/// those being set up) and stop.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+/// those being set up) and stop. `config_path` is the file `cfg` was read
+/// from: SIGHUP and `POST /reload` read it again.
+pub async fn run(
+    cfg: Config,
+    config_path: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
     // The store first: a store that cannot be opened stops cairn before it
     // takes any call.
     let store_cfg = StoreConfig {
@@ -103,7 +111,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         sync_interval_ms: cfg.store.sync_interval_ms,
         ..StoreConfig::new(&cfg.store.path)
     };
-    let mut store = StateStore::open(&store_cfg)?;
+    let mut store = StateStore::open(&store_cfg, cfg.store.state_delay_ms)?;
     let listeners: Vec<Listener> = cfg
         .listen
         .iter()
@@ -124,9 +132,16 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         info!(transport = %l.transport, address = %l.addr, "listening");
     }
     let core_cfg = core_config(&cfg, &transports);
+    let (mut reloader, mut reload_done) = Reloader::new(config_path, &cfg);
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot catch SIGHUP: {e}"))?;
     let policy = Arc::new(cfg.routing);
     let mut proxy = Proxy::new(core_cfg, policy.clone());
     let clock = Clock::new();
+    // A run id for the probes' branches: answers to an earlier run's probes are ignored.
+    let run_id = (clock.now() as u32) ^ std::process::id().rotate_left(16);
+    let timers = &proxy.config().timers;
+    let mut prober = Prober::new(policy.clone(), clock.now(), run_id, timers.t1, timers.t2);
     let mut metrics = DriverMetrics::default();
     // Every unfinished transaction is back before a socket is read.
     store.restore(&mut proxy, clock.now(), &mut metrics)?;
@@ -144,7 +159,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     info!("cairn ready");
 
     loop {
-        let next = proxy.next_timeout().map(|t| clock.instant(t));
+        let next = match (proxy.next_timeout(), prober.next_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .map(|t| clock.instant(t));
         let sleep = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -155,11 +174,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = clock.now();
-                handle_event(&mut proxy, now, ev, &mut metrics);
+                handle_event(&mut proxy, &mut prober, now, ev, &mut metrics);
                 // Take what else is queued: one group commit for all of it.
                 for _ in 0..64 {
                     match events.try_recv() {
-                        Ok(ev) => handle_event(&mut proxy, now, ev, &mut metrics),
+                        Ok(ev) => handle_event(&mut proxy, &mut prober, now, ev, &mut metrics),
                         Err(_) => break,
                     }
                 }
@@ -171,10 +190,42 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 }
             }
             _ = sleep => proxy.handle_timeout(clock.now()),
+            _ = async {
+                match store.deadline() {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             req = admin_rx.recv() => {
                 if let Some(req) = req {
                     metrics.lookup_failures = lookups.stats().totals().2;
-                    let _ = req.reply.send(admin::answer(&proxy, clock.now(), req.query, &metrics));
+                    metrics.store_staged = store.staged() as u64;
+                    match req.query {
+                        Query::Reload => reloader.request(Some(req.reply)),
+                        Query::SetDestination { set, destination, state } => {
+                            let reply = match state.parse::<AdminState>() {
+                                Err(e) => Reply::error(400, &e),
+                                Ok(st) => match prober.force(&set, &destination, st) {
+                                    Ok(d) => Reply::ok(d.to_string()),
+                                    Err(e) => Reply::error(404, &e),
+                                },
+                            };
+                            let _ = req.reply.send(reply);
+                        }
+                        q => {
+                            let _ = req.reply.send(admin::answer(&proxy, &prober, clock.now(), &q, &metrics));
+                        }
+                    }
+                }
+            }
+            Some(()) = hangup.recv() => {
+                info!("SIGHUP");
+                reloader.request(None);
+            }
+            done = reload_done.recv() => {
+                if let Some(done) = done {
+                    let reply = apply_reload(done, &reloader, &mut proxy, &mut prober, &mut lookups, clock.now(), &mut metrics);
+                    reloader.finished(&reply);
                 }
             }
             _ = &mut shutdown, if drain_until.is_none() => {
@@ -186,6 +237,10 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 warn!("drain timeout: stopping with calls still being set up");
                 break;
             }
+        }
+        let now = clock.now();
+        if prober.next_wakeup().is_some_and(|t| t <= now) {
+            prober.poll(now, proxy.config(), &mut sends);
         }
         // Records first, then the messages they cover.
         while let Some(out) = proxy.poll_output() {
@@ -202,7 +257,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     key,
                     value,
                     expires_at,
-                } => store.put(space, key, value, expires_at),
+                    urgent,
+                } => store.put(space, key, value, expires_at, urgent),
                 Output::Forget { space, key } => store.forget(space, key),
                 Output::Lookup {
                     txn,
@@ -213,9 +269,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                     let req = LookupRequest::new(&request, peer.addr, peer.transport);
                     lookups.start(txn, lookup, req);
                 }
+                Output::ProbeResponse { run, token, code } => {
+                    prober.on_response(run, token, code, clock.now())
+                }
             }
         }
-        store.commit(&mut metrics);
+        store.commit_if_due(&mut metrics);
         for o in sends.drain(..) {
             transports.send(o);
         }
@@ -239,7 +298,72 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     Ok(())
 }
 
-fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, metrics: &mut DriverMetrics) {
+/// Swap in a configuration read for a reload, or refuse it: the answer to
+/// whoever asked.
+fn apply_reload(
+    done: LoadResult,
+    reloader: &Reloader,
+    proxy: &mut Proxy,
+    prober: &mut Prober,
+    lookups: &mut Lookups,
+    now: Millis,
+    metrics: &mut DriverMetrics,
+) -> Reply {
+    let loaded = match done {
+        Ok(l) => l,
+        Err(e) => {
+            metrics.reloads_failed += 1;
+            return reloader.refused(&e);
+        }
+    };
+    let start = Instant::now();
+    let new = loaded.config;
+    let kept = reloader.restart_only_changes(&new);
+    let (rules, sets, lcr) = (
+        new.routing.rules().len(),
+        new.routing.destination_sets().len(),
+        new.routing.lcr_tables().len(),
+    );
+    let policy = Arc::new(new.routing);
+    // Health first: the new policy's destinations get their state before
+    // any request is routed by it.
+    prober.replace_policy(policy.clone(), now);
+    proxy.set_policy(policy.clone());
+    proxy.set_cancel_config(new.cancel);
+    lookups.set_policy(policy);
+    let total = loaded.load_time + start.elapsed();
+    metrics.reloads_ok += 1;
+    metrics.reload_seconds = total.as_secs_f64();
+    info!(
+        file = %reloader.path().display(),
+        rules,
+        destination_sets = sets,
+        lcr_tables = lcr,
+        load_ms = loaded.load_time.as_millis() as u64,
+        swap_us = start.elapsed().as_micros() as u64,
+        "configuration reloaded"
+    );
+    Reply::ok(
+        serde_json::json!({
+            "result": "reloaded",
+            "rules": rules,
+            "destination_sets": sets,
+            "lcr_tables": lcr,
+            "load_ms": loaded.load_time.as_secs_f64() * 1000.0,
+            "swap_ms": start.elapsed().as_secs_f64() * 1000.0,
+            "restart_needed_for": kept,
+        })
+        .to_string(),
+    )
+}
+
+fn handle_event(
+    proxy: &mut Proxy,
+    prober: &mut Prober,
+    now: Millis,
+    ev: Event,
+    metrics: &mut DriverMetrics,
+) {
     match ev {
         Event::Message(m) => {
             let peer = Peer {
@@ -257,6 +381,9 @@ fn handle_event(proxy: &mut Proxy, now: Millis, ev: Event, metrics: &mut DriverM
         } => {
             debug!(%dest, %transport, %error, "send failed");
             metrics.send_failures += 1;
+            if prober.on_send_failed(token, now) {
+                return;
+            }
             if token != 0 {
                 proxy.handle_send_failed(now, token);
             }

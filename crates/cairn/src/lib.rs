@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod config;
 pub mod driver;
+pub mod health;
 pub mod logging;
 pub mod lookup;
+pub mod reload;
 pub mod state;

@@ -241,6 +241,12 @@ impl Lookups {
         });
     }
 
+    /// Interpret the answers of lookups started from now on with `policy`
+    /// (a reload); those in flight finish with the policy they started with.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
     /// A [`Done`] was taken from the channel.
     pub fn finished(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);

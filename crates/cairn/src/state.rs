@@ -1,10 +1,13 @@
 //! The state store as the driver uses it: records the core asks for are
-//! staged during one turn of the event loop and group-committed before
-//! any message of that turn is sent, so no INVITE leaves before its
-//! branch is on record. At start the records are read back before any
-//! socket is read.
+//! staged and group-committed. When a turn of the event loop has an urgent
+//! record (a branch or a CANCEL about to go out), everything staged is
+//! committed before any message of that turn is sent, so no INVITE leaves
+//! before its branch is on record. Other records (a 1xx, a final, a
+//! dialog, an end) wait up to `state_delay_ms` to ride along with the next
+//! urgent commit, or are committed by themselves when that time is up. At
+//! start the records are read back before any socket is read.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cairn_proxy::{Millis, Proxy, Space};
 use cairn_store::{Durability, Op, Store, StoreConfig};
@@ -21,7 +24,15 @@ pub struct StateStore {
     failing: bool,
     cfg: StoreConfig,
     dirty_since_sync: bool,
+    /// The staged batch has an urgent record.
+    urgent: bool,
+    /// When the oldest staged record that is not urgent was staged.
+    waiting_since: Option<Instant>,
+    delay: Duration,
 }
+
+/// A batch this large is committed without waiting for the delay.
+const MAX_STAGED: usize = 1024;
 
 fn space(s: Space) -> cairn_store::Space {
     match s {
@@ -33,7 +44,7 @@ fn space(s: Space) -> cairn_store::Space {
 impl StateStore {
     /// Open the store (moving a corrupt one aside, as documented in
     /// docs/store.md). The error says what and where.
-    pub fn open(cfg: &StoreConfig) -> Result<StateStore, String> {
+    pub fn open(cfg: &StoreConfig, state_delay_ms: u64) -> Result<StateStore, String> {
         let opened = cairn_store::open_or_move_aside(cfg).map_err(|e| format!("store: {e}"))?;
         if let Some((aside, why)) = &opened.moved_aside {
             error!(moved_to = %aside.display(), error = %why, "the state store was unreadable: started empty");
@@ -45,6 +56,9 @@ impl StateStore {
             failing: false,
             cfg: cfg.clone(),
             dirty_since_sync: false,
+            urgent: false,
+            waiting_since: None,
+            delay: Duration::from_millis(state_delay_ms),
         })
     }
 
@@ -107,21 +121,63 @@ impl StateStore {
         Ok(())
     }
 
-    /// Stage a record write for this turn.
-    pub fn put(&mut self, s: Space, key: [u8; 8], value: Vec<u8>, expires_at: Millis) {
+    /// Stage a record write; `urgent` when a message of this turn waits
+    /// for it.
+    pub fn put(
+        &mut self,
+        s: Space,
+        key: [u8; 8],
+        value: Vec<u8>,
+        expires_at: Millis,
+        urgent: bool,
+    ) {
+        self.note_staged(urgent);
         self.batch
             .push(Op::put(space(s), key.to_vec(), value, expires_at));
     }
 
-    /// Stage a record removal for this turn.
+    /// Stage a record removal.
     pub fn forget(&mut self, s: Space, key: [u8; 8]) {
+        self.note_staged(false);
         self.batch.push(Op::delete(space(s), key.to_vec()));
     }
 
-    /// Commit the turn's batch (one write; at the strict level one fsync).
-    /// A failure is logged and counted, and proxying goes on: the calls of
-    /// this batch then have no durable record.
+    fn note_staged(&mut self, urgent: bool) {
+        if urgent {
+            self.urgent = true;
+        } else if self.waiting_since.is_none() {
+            self.waiting_since = Some(Instant::now());
+        }
+    }
+
+    /// Records staged and not committed yet.
+    pub fn staged(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// When the staged records must be committed even if no urgent one
+    /// comes.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|t| t + self.delay)
+    }
+
+    /// Commit what is staged if a message waits for it, its delay is up,
+    /// or the batch is large.
+    pub fn commit_if_due(&mut self, m: &mut DriverMetrics) {
+        let due = self.urgent
+            || self.batch.len() >= MAX_STAGED
+            || self.deadline().is_some_and(|d| d <= Instant::now());
+        if due {
+            self.commit(m);
+        }
+    }
+
+    /// Commit everything staged (one write; at the strict level one
+    /// fsync). A failure is logged and counted, and proxying goes on: the
+    /// calls of this batch then have no durable record.
     pub fn commit(&mut self, m: &mut DriverMetrics) {
+        self.urgent = false;
+        self.waiting_since = None;
         if self.batch.is_empty() {
             return;
         }
@@ -149,11 +205,12 @@ impl StateStore {
         self.batch.clear();
     }
 
-    /// Sync what was written (at shutdown). While running, the buffered
+    /// Commit what is staged and sync (at shutdown). While running, the buffered
     /// level is synced by the store's own background thread every
     /// `sync_interval_ms`, off the event loop; the strict level syncs in
     /// every commit.
     pub fn close(&mut self, m: &mut DriverMetrics) {
+        self.commit(m);
         if !self.dirty_since_sync || self.durability == Durability::Off {
             return;
         }

@@ -202,51 +202,6 @@ fn reasons(m: &SipMsg) -> Vec<String> {
     m.header_list("Reason")
 }
 
-/// Each CANCEL a gateway received, with the INVITE of the same call it received before.
-fn cancels_with_invites(gw: &SippResult) -> Vec<(SipMsg, SipMsg)> {
-    gw.received_requests("CANCEL")
-        .into_iter()
-        .map(|c| {
-            let inv = gw
-                .received_requests("INVITE")
-                .into_iter()
-                .find(|i| i.call_id() == c.call_id())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{}: a CANCEL for a call whose INVITE it never got:\n{}",
-                        gw.name, c.text
-                    )
-                });
-            (c.clone(), inv.clone())
-        })
-        .collect()
-}
-
-/// A CANCEL as RFC 3261 9.1 builds it from the INVITE it cancels.
-#[track_caller]
-fn assert_cancel_matches(c: &SipMsg, inv: &SipMsg) {
-    assert_eq!(
-        c.request_uri(),
-        inv.request_uri(),
-        "{}\n{}",
-        inv.text,
-        c.text
-    );
-    assert_eq!(
-        c.top_via_branch(),
-        inv.top_via_branch(),
-        "{}\n{}",
-        inv.text,
-        c.text
-    );
-    assert_eq!(c.call_id(), inv.call_id());
-    assert_eq!(c.cseq().map(|x| x.0), inv.cseq().map(|x| x.0));
-    assert_eq!(c.cseq().map(|x| x.1), Some("CANCEL".to_string()));
-    assert_eq!(c.vias().len(), 1, "one Via, the branch's:\n{}", c.text);
-    assert_eq!(c.header("From"), inv.header("From"));
-    assert_eq!(c.header("To"), inv.header("To"));
-}
-
 /// Responses of `code` to `method` that a SIPp received.
 fn responses_to(r: &SippResult, code: u16, method: &str) -> usize {
     r.received_responses(code)

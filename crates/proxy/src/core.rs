@@ -28,6 +28,7 @@ use crate::branch;
 use crate::config::{CoreConfig, LocalAddr, UnmatchedCancel};
 use crate::dialog::{self, Dialog, DialogState, DialogTable};
 use crate::persist;
+use crate::probe;
 use crate::reason::CancelReason;
 use crate::stats::Stats;
 use cairn_transaction::client::InviteState as ClientInviteState;
@@ -145,20 +146,36 @@ pub enum Output {
         /// Where the request came from.
         peer: Peer,
     },
-    /// Write (or replace) this record. Every `Persist` and `Forget` drained
-    /// in one poll cycle must be committed to the store before any
-    /// `Transmit` drained in the same cycle goes out: that is how no
-    /// INVITE leaves before its branch is on record.
+    /// Write (or replace) this record. When one `Persist` drained in a
+    /// poll cycle is `urgent`, every `Persist` and `Forget` staged so far
+    /// must be committed to the store before any `Transmit` drained in the
+    /// same cycle goes out: that is how no INVITE (and no CANCEL) leaves
+    /// before its branch is on record.
     Persist {
         space: Space,
         key: [u8; 8],
         value: Vec<u8>,
         expires_at: Millis,
+        /// The `Transmit`s of this poll cycle wait for this record (a
+        /// branch or a CANCEL is about to go out). A record that is not
+        /// urgent may be committed later, grouped with others, in the
+        /// order the core gave them; what a restart makes of a lost one
+        /// is in docs/durability.md.
+        urgent: bool,
     },
     /// The record is of no use any more.
     Forget {
         space: Space,
         key: [u8; 8],
+    },
+    /// A response to one of cairn's own OPTIONS probes (its only Via has a
+    /// [`probe`](crate::probe) branch): for the health tracker, never
+    /// forwarded.
+    ProbeResponse {
+        /// The run and the token of the probe, from its branch.
+        run: u32,
+        token: u64,
+        code: u16,
     },
 }
 
@@ -207,10 +224,20 @@ struct ServerTxn {
     ctx: Option<Box<Context>>,
     /// A routing lookup is running.
     routing: bool,
-    /// Its record must be written (again) before the next outputs go out.
+    /// Its record must be written (again).
     dirty: bool,
+    /// ... before the messages of this poll cycle go out (a branch is sent,
+    /// a CANCEL is sent or decided).
+    urgent: bool,
     /// A record of it is in the store.
     persisted: bool,
+    /// Branches in the stored base record (0: none stored).
+    base_branches: usize,
+    /// The stored base record's expiry.
+    base_expires: Millis,
+    /// A state record of its own was written (until then the state rides
+    /// in the base).
+    state_written: bool,
 }
 
 /// How a request is rewritten on every branch, from route processing.
@@ -247,6 +274,8 @@ struct Branch {
     /// When the first CANCEL went out on this branch (64*T1 later the
     /// branch is over, also across restarts).
     cancel_sent_at: Option<Millis>,
+    /// Restored without a recorded 1xx: one may have come all the same.
+    unsure: bool,
 }
 
 /// The response context of a proxied request (16.7).
@@ -353,9 +382,24 @@ impl Proxy {
             .any(|s| s.ctx.as_ref().is_some_and(|c| !c.final_sent))
     }
 
-    /// Replace the routing policy (calls in flight keep their routes).
+    /// Replace the routing policy (a reload). Calls in flight keep their
+    /// routes: every branch's target, and with it where its CANCEL goes, is
+    /// a copy in the transaction. The dialogs being tracked are counted
+    /// again in the new policy's destinations (those it still has, found
+    /// by set name, address and URI), for the per-destination limit.
     pub fn set_policy(&mut self, policy: Arc<Policy>) {
         self.policy = policy;
+        for d in self.dialogs.iter() {
+            if let Some(dest) = dialog_destination(&self.policy, d) {
+                dest.state().dialog_changed(true);
+            }
+        }
+    }
+
+    /// Replace the CANCEL settings (a reload): they apply to the CANCELs
+    /// sent and the unmatched CANCELs remembered from now on.
+    pub fn set_cancel_config(&mut self, cancel: crate::config::CancelConfig) {
+        self.cfg.cancel = cancel;
     }
 
     /// The routing policy in force.
@@ -542,7 +586,11 @@ impl Proxy {
                 ctx: None,
                 routing: false,
                 dirty: false,
+                urgent: false,
                 persisted: false,
+                base_branches: 0,
+                base_expires: 0,
+                state_written: false,
             },
         );
         if invite {
@@ -970,7 +1018,7 @@ impl Proxy {
         }
         self.stats.requests_forwarded += 1;
         if is_invite {
-            self.touch(id);
+            self.touch_urgent(id);
         }
         self.apply_client_actions(now, client);
     }
@@ -1181,6 +1229,7 @@ impl Proxy {
                 if ctx.cancelled.is_none() {
                     ctx.cancelled = Some(reason.clone());
                 }
+                self.touch_urgent(id);
             }
             None => {
                 // Still being routed (or not routable): nothing went out,
@@ -1209,7 +1258,7 @@ impl Proxy {
             if Some(i) == except || b.done || b.cancel != CancelState::None {
                 continue;
             }
-            if b.provisional {
+            if b.provisional || b.unsure {
                 to_send.push(i);
             } else {
                 b.cancel = CancelState::Pending(reason.clone());
@@ -1235,7 +1284,7 @@ impl Proxy {
         let first = *b.cancel_sent_at.get_or_insert(now);
         self.timers
             .push(first + self.cfg.timers.t64(), (client_id, Tag::CancelWait));
-        self.touch(id);
+        self.touch_urgent(id);
         let Some(c) = self.clients.get(&client_id) else {
             return;
         };
@@ -1292,6 +1341,15 @@ impl Proxy {
         let Some(cid) =
             ClientKey::of_response(&msg).and_then(|k| self.client_keys.get(&k).copied())
         else {
+            if let Some((run, token)) = msg.top_via().branch().and_then(probe::parse_branch) {
+                // An answer to a probe of cairn's own ends here.
+                if msg.vias().nth(1).is_none() {
+                    let code = msg.status().unwrap_or(0);
+                    self.out
+                        .push_back(Output::ProbeResponse { run, token, code });
+                }
+                return;
+            }
             // No transaction (a restart, a late 2xx): forward by Via (16.11).
             return self.forward_response_stateless(msg);
         };
@@ -1679,7 +1737,7 @@ impl Proxy {
             return;
         }
         b.timed_out = true;
-        if b.provisional {
+        if b.provisional || b.unsure {
             if b.cancel == CancelState::None {
                 self.send_cancel(now, id, bi, CancelReason::NoAnswer);
             }
@@ -1744,6 +1802,12 @@ impl Proxy {
                                 space: Space::Transactions,
                                 key: s.key_hash.to_be_bytes(),
                             });
+                            if s.state_written {
+                                self.out.push_back(Output::Forget {
+                                    space: Space::Transactions,
+                                    key: (s.key_hash ^ persist::STATE_KEY_MARK).to_be_bytes(),
+                                });
+                            }
                         }
                         if let Some(ctx) = &s.ctx {
                             // Branches still running lose their server:
@@ -1783,7 +1847,8 @@ impl Proxy {
     // Persistence (see persist.rs)
     // ------------------------------------------------------------------
 
-    /// Note that the record of server transaction `id` must be written.
+    /// Note that the record of server transaction `id` must be written; it
+    /// may wait to be grouped with later ones (see [`Output::Persist`]).
     fn touch(&mut self, id: TxnId) {
         if !self.cfg.persist {
             return;
@@ -1796,69 +1861,178 @@ impl Proxy {
         }
     }
 
-    /// Queue the records of every changed transaction.
+    /// Note that the record of server transaction `id` must be written
+    /// before the messages of this poll cycle go out.
+    fn touch_urgent(&mut self, id: TxnId) {
+        self.touch(id);
+        if let Some(s) = self.servers.get_mut(&id) {
+            s.urgent = s.dirty;
+        }
+    }
+
+    /// Queue the records of every changed transaction: its base when a
+    /// branch was added since the last one (or the state outlives it), and
+    /// its state.
     fn flush_records(&mut self, now: Millis) {
         if self.dirty.is_empty() {
             return;
         }
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
         for id in &dirty {
             let Some(s) = self.servers.get_mut(id) else {
                 continue;
             };
             s.dirty = false;
+            let urgent = std::mem::take(&mut s.urgent);
             // Only what was forwarded needs a record: an INVITE that never
             // left can be routed afresh after a restart.
             if s.ctx.as_ref().is_none_or(|c| c.branches.is_empty()) {
                 continue;
             }
-            let record = self.record_of(*id, now);
-            if let (Some(r), Some(s)) = (record, self.servers.get_mut(id)) {
-                s.persisted = true;
-                self.stats.records_written += 1;
+            let Some(state) = self.state_record(*id, now) else {
+                continue;
+            };
+            let expires_at = state.expires_at;
+            let s = &self.servers[id];
+            let nbranches = s.ctx.as_ref().map_or(0, |c| c.branches.len());
+            let key_hash = s.key_hash;
+            let state_written = s.state_written;
+            let (base, state) = if s.base_branches < nbranches || s.base_expires < expires_at {
+                // Kept past every deadline the state can reach meanwhile:
+                // a ring can go on (timer C reset by each 1xx) for a while.
+                let base_expires = expires_at + self.cfg.timer_c;
+                if state_written {
+                    // A state record exists: it must be replaced, or it
+                    // would stand for this newer one at restore.
+                    let b = self.base_record(*id, base_expires, None);
+                    (
+                        b.map(|b| (b, base_expires)),
+                        Some(persist::encode_state(&state)),
+                    )
+                } else {
+                    let b = self.base_record(*id, base_expires, Some(state));
+                    (b.map(|b| (b, base_expires)), None)
+                }
+            } else {
+                (None, Some(persist::encode_state(&state)))
+            };
+            let s = self.servers.get_mut(id).expect("checked above");
+            s.persisted = true;
+            self.stats.records_written += 1;
+            if let Some((b, base_expires)) = base {
+                s.base_branches = nbranches;
+                s.base_expires = base_expires;
                 self.out.push_back(Output::Persist {
                     space: Space::Transactions,
-                    key: s.key_hash.to_be_bytes(),
-                    expires_at: r.expires_at,
-                    value: persist::encode(&r),
+                    key: key_hash.to_be_bytes(),
+                    expires_at: base_expires,
+                    value: b,
+                    urgent,
+                });
+            }
+            if let Some(state) = state {
+                s.state_written = true;
+                self.out.push_back(Output::Persist {
+                    space: Space::Transactions,
+                    key: (key_hash ^ persist::STATE_KEY_MARK).to_be_bytes(),
+                    expires_at,
+                    value: state,
+                    urgent,
                 });
             }
         }
+        dirty.clear();
         self.dirty = dirty;
-        self.dirty.clear();
     }
 
-    fn record_of(&self, id: TxnId, now: Millis) -> Option<persist::TxnRecord> {
-        let s = self.servers.get(&id)?;
-        let ServerMachine::Invite(m) = &s.machine else {
-            return None;
-        };
-        let ctx = s.ctx.as_ref()?;
-        let target_rec = |t: &Target| persist::TargetRecord {
+    fn target_record(t: &Target) -> persist::TargetRecord {
+        persist::TargetRecord {
             addr: t.addr,
             transport: persist::transport_code(t.transport),
             rewrite_ruri_host: t.rewrite_ruri_host,
             name: t.name.to_string(),
             index: t.index as u32,
+        }
+    }
+
+    /// The encoded base record of server transaction `id`, with its first
+    /// state when that has no record of its own.
+    fn base_record(
+        &self,
+        id: TxnId,
+        expires_at: Millis,
+        state: Option<persist::StateRecord<'_>>,
+    ) -> Option<Vec<u8>> {
+        use std::borrow::Cow;
+        let s = self.servers.get(&id)?;
+        let ctx = s.ctx.as_ref()?;
+        let branches = ctx
+            .branches
+            .iter()
+            .map(|b| {
+                let request = match self.clients.get(&b.client).map(|c| &c.machine) {
+                    Some(ClientMachine::Invite(ci)) => {
+                        Cow::Owned(persist::pack_request(ci.request(), s.request.as_bytes()))
+                    }
+                    _ => Cow::Borrowed(&[][..]),
+                };
+                persist::BranchBase {
+                    target: Self::target_record(&b.target),
+                    request,
+                    sent_at: b.sent_at,
+                }
+            })
+            .collect();
+        let r = persist::BaseRecord {
+            key: Cow::Borrowed(s.key.as_bytes()),
+            request: Cow::Borrowed(s.request.as_bytes()),
+            peer: s.peer.addr,
+            peer_transport: persist::transport_code(s.peer.transport),
+            local: s
+                .local
+                .map(|l| (persist::transport_code(l.transport), l.addr)),
+            parallel: ctx.mode == ForkMode::Parallel,
+            failover_codes: (300..700)
+                .filter(|c| ctx.failover.should_failover(*c))
+                .collect(),
+            failover_on_timeout: ctx.failover.on_timeout(),
+            targets: ctx.targets.iter().map(Self::target_record).collect(),
+            pop_route: ctx.edits.pop_route,
+            strict_ruri: ctx.edits.strict_ruri.as_deref().map(Cow::Borrowed),
+            record_route: ctx.edits.record_route,
+            cancel_reason: ctx.cancel_reason.as_ref().map(|r| r.to_string()),
+            ring_timeout: ctx.ring_timeout,
+            rule: ctx.rule.as_ref().map(|r| r.to_string()),
+            set: ctx.set.as_ref().map(|r| r.to_string()),
+            manipulation: ctx
+                .manipulation
+                .as_deref()
+                .map(persist::ManipulationRecord::of),
+            branches,
+            expires_at,
+            state,
         };
+        Some(persist::encode_base(&r))
+    }
+
+    /// The state record of server transaction `id`.
+    fn state_record(&self, id: TxnId, now: Millis) -> Option<persist::StateRecord<'_>> {
+        use std::borrow::Cow;
+        let s = self.servers.get(&id)?;
+        let ServerMachine::Invite(m) = &s.machine else {
+            return None;
+        };
+        let ctx = s.ctx.as_ref()?;
         let t64 = self.cfg.timers.t64();
         let mut expires_at = now + t64 + self.cfg.timers.t4;
         let branches = ctx
             .branches
             .iter()
             .map(|b| {
-                let client = self.clients.get(&b.client);
-                let request = match client.map(|c| &c.machine) {
-                    Some(ClientMachine::Invite(ci)) => ci.request().to_vec(),
-                    _ => Vec::new(),
-                };
                 if !b.done {
                     expires_at = expires_at.max(b.timer_c.max(b.ring_deadline.unwrap_or(0)) + t64);
                 }
-                persist::BranchRecord {
-                    target: target_rec(&b.target),
-                    request,
-                    sent_at: b.sent_at,
+                persist::BranchState {
                     provisional: b.provisional,
                     done: b.done,
                     cancel: match b.cancel {
@@ -1877,17 +2051,8 @@ impl Proxy {
                 }
             })
             .collect();
-        let failover_codes = (300..700)
-            .filter(|c| ctx.failover.should_failover(*c))
-            .collect();
-        Some(persist::TxnRecord {
-            key: s.key.as_bytes().to_vec(),
-            request: s.request.as_bytes().to_vec(),
-            peer: s.peer.addr,
-            peer_transport: persist::transport_code(s.peer.transport),
-            local: s
-                .local
-                .map(|l| (persist::transport_code(l.transport), l.addr)),
+        let r = persist::StateRecord {
+            key_hash: s.key_hash,
             state: match m.state() {
                 InviteState::Proceeding => 0,
                 InviteState::Accepted => 1,
@@ -1896,38 +2061,27 @@ impl Proxy {
                 InviteState::Terminated => 4,
             },
             last_status: m.last_status(),
-            last_response: m.last_response().map(|b| b.to_vec()),
-            ctx: Some(persist::CtxRecord {
-                parallel: ctx.mode == ForkMode::Parallel,
-                failover_codes,
-                failover_on_timeout: ctx.failover.on_timeout(),
-                targets: ctx.targets.iter().map(target_rec).collect(),
-                next_target: ctx.next_target as u32,
-                pop_route: ctx.edits.pop_route,
-                strict_ruri: ctx.edits.strict_ruri.as_ref().map(|b| b.to_vec()),
-                record_route: ctx.edits.record_route,
-                branches,
-                best: ctx.best.as_ref().map(|m| m.as_bytes().to_vec()),
-                challenges: ctx
-                    .challenges
-                    .iter()
-                    .map(|m| m.as_bytes().to_vec())
-                    .collect(),
-                synthetic: ctx.synthetic,
-                cancelled: ctx.cancelled.as_ref().map(reason_record),
-                final_sent: ctx.final_sent,
-                got_2xx: ctx.got_2xx,
-                cancel_reason: ctx.cancel_reason.as_ref().map(|r| r.to_string()),
-                ring_timeout: ctx.ring_timeout,
-                rule: ctx.rule.as_ref().map(|r| r.to_string()),
-                set: ctx.set.as_ref().map(|r| r.to_string()),
-                manipulation: ctx
-                    .manipulation
-                    .as_deref()
-                    .map(persist::ManipulationRecord::of),
-            }),
+            // Not kept: our 100 Trying (made again from the request at
+            // restore) and a 2xx (the Accepted state re-sends nothing).
+            last_response: match m.last_status() {
+                100 | 200..=299 => None,
+                _ => m.last_response().map(|b| Cow::Borrowed(&b[..])),
+            },
+            next_target: ctx.next_target as u32,
+            branches,
+            best: ctx.best.as_ref().map(|m| Cow::Borrowed(m.as_bytes())),
+            challenges: ctx
+                .challenges
+                .iter()
+                .map(|m| Cow::Borrowed(m.as_bytes()))
+                .collect(),
+            synthetic: ctx.synthetic,
+            cancelled: ctx.cancelled.as_ref().map(reason_record),
+            final_sent: ctx.final_sent,
+            got_2xx: ctx.got_2xx,
             expires_at,
-        })
+        };
+        Some(r)
     }
 
     /// Rebuild the transactions of a previous run from their records,
@@ -1940,13 +2094,15 @@ impl Proxy {
         records: impl IntoIterator<Item = &'a [u8]>,
     ) -> RestoreReport {
         let mut report = RestoreReport::default();
-        for raw in records {
-            match persist::decode(raw) {
-                Some(r) if r.expires_at <= now => report.expired += 1,
-                Some(r) => match self.restore_one(now, r) {
-                    Some(()) => report.restored += 1,
-                    None => report.skipped += 1,
-                },
+        let (merged, bad) = persist::merge_all(records);
+        report.skipped = bad;
+        for r in merged {
+            if r.expires_at <= now {
+                report.expired += 1;
+                continue;
+            }
+            match self.restore_one(now, r) {
+                Some(()) => report.restored += 1,
                 None => report.skipped += 1,
             }
         }
@@ -1981,7 +2137,11 @@ impl Proxy {
             3 => InviteState::Confirmed,
             _ => return None,
         };
-        let last_response = r.last_response.map(Bytes::from);
+        let last_response = match (r.last_response, r.last_status) {
+            (Some(b), _) => Some(Bytes::from(b)),
+            (None, 100) => Some(build::response(&request, 100, "Trying", None, &[])),
+            (None, _) => None,
+        };
         let mut machine = ServerInvite::restore(
             reliable,
             self.cfg.timers,
@@ -2054,23 +2214,35 @@ impl Proxy {
             for (bi, b) in c.branches.into_iter().enumerate() {
                 let client = self.next_id;
                 self.next_id += 1;
-                let mut branch = Branch::new(client, target_of(b.target), b.timer_c);
+                let st = b.state;
+                // A state that never made it to the store: timer C from
+                // when the branch was sent.
+                let timer_c = match st.timer_c {
+                    0 => b.sent_at + self.cfg.timer_c,
+                    t => t,
+                };
+                let mut branch = Branch::new(client, target_of(b.target), timer_c);
                 branch.sent_at = b.sent_at;
-                branch.provisional = b.provisional;
-                branch.done = b.done;
-                branch.timed_out = b.timed_out;
-                branch.ring_deadline = b.ring_deadline;
-                branch.cancel_sent_at = b.cancel_sent_at;
-                branch.cancel = match (b.cancel, b.cancel_reason) {
+                branch.provisional = st.provisional;
+                // Its 1xx may have come in just before the stop without
+                // reaching the record (state records may wait a few ms,
+                // and a 100 Trying is not recorded): a CANCEL goes out at
+                // once rather than waiting for a 1xx that may never come.
+                branch.unsure = !st.provisional;
+                branch.done = st.done;
+                branch.timed_out = st.timed_out;
+                branch.ring_deadline = st.ring_deadline;
+                branch.cancel_sent_at = st.cancel_sent_at;
+                branch.cancel = match (st.cancel, st.cancel_reason) {
                     (1, Some(reason)) => CancelState::Pending(reason_of(reason)),
                     (2, _) => CancelState::Sent,
                     _ => CancelState::None,
                 };
-                if !b.done && !b.request.is_empty() {
+                if !branch.done && !b.request.is_empty() {
                     let sent = Message::parse(Bytes::from(b.request)).ok()?;
                     let branch_id = sent.branch()?.to_vec();
                     let dest = Peer::new(branch.target.addr, branch.target.transport);
-                    let cstate = if b.provisional {
+                    let cstate = if st.provisional {
                         ClientInviteState::Proceeding
                     } else {
                         ClientInviteState::Calling
@@ -2103,6 +2275,7 @@ impl Proxy {
         }
         let key_hash = branch::key_hash(key.as_bytes());
         let loop_hash = branch::loop_hash(&request);
+        let nbranches = ctx_out.as_ref().map_or(0, |c| c.branches.len());
         self.server_keys.insert(key.clone(), id);
         self.servers.insert(
             id,
@@ -2120,7 +2293,11 @@ impl Proxy {
                 ctx: ctx_out,
                 routing: false,
                 dirty: false,
+                urgent: false,
                 persisted: true,
+                base_branches: nbranches,
+                base_expires: r.expires_at,
+                state_written: true,
             },
         );
         for (client, ckey, mut cm, dest, bi, timer_b) in clients {
@@ -2245,6 +2422,7 @@ impl Proxy {
                 key,
                 value: dialog::encode(d),
                 expires_at: d.expires_at,
+                urgent: false,
             });
         }
     }
@@ -2254,11 +2432,7 @@ impl Proxy {
         let Some(d) = self.dialogs.get(key) else {
             return;
         };
-        if let Some(dest) = self
-            .policy
-            .destination_set(&d.set)
-            .and_then(|s| s.destinations().get(d.destination_index as usize))
-        {
+        if let Some(dest) = dialog_destination(&self.policy, d) {
             dest.state().dialog_changed(started);
         }
     }
@@ -2394,6 +2568,7 @@ impl Branch {
             ring_deadline: None,
             sent_at: timer_c,
             cancel_sent_at: None,
+            unsure: false,
         }
     }
 }
@@ -2444,6 +2619,23 @@ fn record_route_value(cfg: &CoreConfig, l: &LocalAddr) -> String {
         Transport::Udp => format!("<sip:{};lr>", cfg.hostport(l)),
         t => format!("<sip:{};transport={};lr>", cfg.hostport(l), t.name()),
     }
+}
+
+/// The destination of `policy` a dialog was set up with: by its index when
+/// that still names the same gateway, else by address and URI (the policy
+/// was reloaded since); `None` when the policy no longer has it.
+fn dialog_destination<'p>(
+    policy: &'p Policy,
+    d: &Dialog,
+) -> Option<&'p cairn_routing::Destination> {
+    let dests = policy.destination_set(&d.set)?.destinations();
+    let same = |x: &&cairn_routing::Destination| {
+        x.addr() == d.destination_addr && **x.uri() == *d.destination
+    };
+    dests
+        .get(d.destination_index as usize)
+        .filter(same)
+        .or_else(|| dests.iter().find(same))
 }
 
 fn parse_ip(host: &[u8]) -> Option<IpAddr> {

@@ -13,6 +13,7 @@ pub mod config;
 mod core;
 pub mod dialog;
 pub mod persist;
+pub mod probe;
 pub mod reason;
 pub mod stats;
 

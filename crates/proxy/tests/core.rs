@@ -717,6 +717,100 @@ fn transactions_are_cleaned_up() {
     );
 }
 
+#[test]
+fn probe_answers_are_handed_back_never_forwarded() {
+    use cairn_proxy::probe::{self, ProbeTarget};
+    let mut w = World::new(Algorithm::RoundRobin);
+    let req = probe::options(
+        w.proxy.config(),
+        &ProbeTarget {
+            uri: "sip:127.0.0.1:5071",
+            addr: addr(GW1),
+            transport: Transport::Udp,
+            run: 9,
+            token: 5,
+        },
+    )
+    .unwrap();
+    let opts = Message::parse(req).unwrap();
+    // The gateway answers 200, then (a retransmission) 200 again, then a 1xx.
+    for (code, reason) in [(200, "OK"), (200, "OK"), (100, "Trying")] {
+        w.send(GW1, &reply(&opts, code, reason, "gw"));
+        let mut outs = vec![];
+        while let Some(o) = w.proxy.poll_output() {
+            outs.push(o);
+        }
+        assert_eq!(outs.len(), 1, "one output, no transmit: {outs:?}");
+        match &outs[0] {
+            Output::ProbeResponse {
+                run,
+                token,
+                code: c,
+            } => {
+                assert_eq!((*run, *token, *c), (9, 5, code));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A response whose probe branch is not the only Via is not ours to take: dropped.
+    let two_vias = reply(&opts, 200, "OK", "gw").replacen(
+        "From: ",
+        "Via: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bKx\r\nFrom: ",
+        1,
+    );
+    assert!(two_vias.contains("z9hG4bKcnp"), "{two_vias}");
+    w.send(GW1, &two_vias);
+    assert!(w.proxy.poll_output().is_none());
+    assert_eq!(w.proxy.stats().responses_forwarded, 0);
+}
+
+#[test]
+fn a_new_policy_counts_the_dialogs_in_flight_at_their_destinations() {
+    let mut w = World::with(Algorithm::RoundRobin, false, |c| c.dialogs = true);
+    w.send(CALLER, &invite("c1", "z9hG4bK-c1"));
+    let inv = parse(&w.out()[1]);
+    w.send(GW1, &reply(&inv, 200, "OK", "g1"));
+    w.out();
+    let dialogs =
+        |p: &Policy, i: usize| p.destination_sets()[0].destinations()[i].state().dialogs();
+    assert_eq!(dialogs(w.proxy.policy(), 0), 1);
+    // The reloaded policy lists the gateways the other way round, plus a new one.
+    let cfg = RoutingConfig {
+        destination_sets: vec![DestinationSetConfig::new(
+            "gw",
+            Algorithm::RoundRobin,
+            &[
+                "sip:127.0.0.1:5073",
+                &format!("sip:{GW2}"),
+                &format!("sip:{GW1}"),
+            ],
+        )],
+        rules: vec![RuleConfig {
+            name: "calls".into(),
+            destination_set: Some("gw".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let new = Arc::new(Policy::build(&cfg).unwrap());
+    w.proxy.set_policy(new.clone());
+    assert_eq!(
+        (dialogs(&new, 0), dialogs(&new, 1), dialogs(&new, 2)),
+        (0, 0, 1)
+    );
+    // The BYE's 200 ends the dialog: counted out of GW1 in the new policy.
+    let bye = "BYE sip:gw@127.0.0.1:5071 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bK-bye1\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.org>;tag=a1\r\nTo: <sip:+15551234@example.com>;tag=g1\r\nCall-ID: c1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    w.send(CALLER, bye);
+    let (_, b) = only(w.out());
+    w.send(GW1, &reply(&b, 200, "OK", "g1"));
+    w.out();
+    assert_eq!(w.proxy.dialogs().len(), 0);
+    assert_eq!(
+        (dialogs(&new, 0), dialogs(&new, 1), dialogs(&new, 2)),
+        (0, 0, 0)
+    );
+}
+
 /// A rule that rewrites the Request-URI and edits headers: every branch of
 /// the INVITE carries the changes (a destination's `rewrite_ruri_host`
 /// comes after the rule's host), and the CANCEL of a branch has the

@@ -22,11 +22,17 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// One staged store operation: (space, key, value; `None` to forget).
+type Op = (Space, [u8; 8], Option<Vec<u8>>);
+
 /// A proxy plus the store its driver would keep.
 struct Node {
     proxy: Proxy,
     store: BTreeMap<[u8; 8], Vec<u8>>,
     dialogs: BTreeMap<[u8; 8], Vec<u8>>,
+    /// Records not committed yet: they wait for an urgent one (or the
+    /// driver's delay) like in the driver.
+    pending: Vec<Op>,
     now: u64,
 }
 
@@ -77,71 +83,80 @@ impl Node {
             proxy: new_proxy(algorithm),
             store: BTreeMap::new(),
             dialogs: BTreeMap::new(),
+            pending: Vec::new(),
             now: 1_000_000,
         }
     }
 
-    /// Drain one poll cycle like the driver: commit every record of the
-    /// cycle, then transmit. Every INVITE that goes out must be covered by
-    /// a committed record naming its branch.
+    /// Drain one poll cycle like the driver: stage the records of the
+    /// cycle; when one is urgent commit everything staged, then transmit.
+    /// Every INVITE that goes out must be covered by a committed record
+    /// naming its branch.
     fn out(&mut self) -> Vec<Transmit> {
         let mut sends = vec![];
+        let mut urgent = false;
         while let Some(o) = self.proxy.poll_output() {
             match o {
                 Output::Transmit(t) => sends.push(t),
                 Output::Persist {
-                    space: Space::Transactions,
+                    space,
                     key,
                     value,
+                    urgent: u,
                     ..
                 } => {
-                    self.store.insert(key, value);
+                    urgent |= u;
+                    self.pending.push((space, key, Some(value)));
                 }
-                Output::Forget {
-                    space: Space::Transactions,
-                    key,
-                } => {
-                    self.store.remove(&key);
-                }
-                Output::Persist {
-                    space: Space::Dialogs,
-                    key,
-                    value,
-                    ..
-                } => {
-                    self.dialogs.insert(key, value);
-                }
-                Output::Forget {
-                    space: Space::Dialogs,
-                    key,
-                } => {
-                    self.dialogs.remove(&key);
-                }
+                Output::Forget { space, key } => self.pending.push((space, key, None)),
                 Output::Lookup { .. } => panic!("no lookups here"),
+                Output::ProbeResponse { .. } => panic!("no probes here"),
             }
         }
+        if urgent {
+            self.commit();
+        }
+        let committed = self.calls();
         for t in &sends {
             let m = parse(t);
             if m.is_request() && m.method() == Method::Invite {
                 let branch = m.branch().unwrap().to_vec();
-                let covered = self
-                    .store
-                    .values()
-                    .filter_map(|v| cairn_proxy::persist::decode(v))
-                    .any(|r| {
-                        r.ctx.iter().flat_map(|c| c.branches.iter()).any(|b| {
-                            !b.request.is_empty()
-                                && Message::parse(Bytes::from(b.request.clone()))
-                                    .unwrap()
-                                    .branch()
-                                    == Some(&branch[..])
-                                && b.target.addr == t.dest
-                        })
-                    });
+                let covered = committed.iter().any(|r| {
+                    r.ctx.iter().flat_map(|c| c.branches.iter()).any(|b| {
+                        !b.request.is_empty()
+                            && Message::parse(Bytes::from(b.request.clone()))
+                                .unwrap()
+                                .branch()
+                                == Some(&branch[..])
+                            && b.target.addr == t.dest
+                    })
+                });
                 assert!(covered, "INVITE {} left without a record", text(&branch));
             }
         }
         sends
+    }
+
+    /// Commit what is staged, in order.
+    fn commit(&mut self) {
+        for (space, key, value) in self.pending.drain(..) {
+            let map = match space {
+                Space::Transactions => &mut self.store,
+                Space::Dialogs => &mut self.dialogs,
+            };
+            match value {
+                Some(v) => map.insert(key, v),
+                None => map.remove(&key),
+            };
+        }
+    }
+
+    /// The calls on record.
+    fn calls(&self) -> Vec<cairn_proxy::persist::TxnRecord> {
+        let (calls, bad) =
+            cairn_proxy::persist::merge_all(self.store.values().map(|v| v.as_slice()));
+        assert_eq!(bad, 0, "every record has its other half");
+        calls
     }
 
     fn send(&mut self, from: &str, msg: &str) -> Vec<Transmit> {
@@ -169,16 +184,26 @@ impl Node {
         v
     }
 
-    /// SIGKILL and start again: only the store survives.
+    /// SIGKILL and start again, the records that were waiting committed
+    /// (the kill came later than the driver's delay).
     fn restart(&mut self, algorithm: Algorithm, downtime: u64) {
+        self.commit();
+        self.crash(algorithm, downtime);
+    }
+
+    /// SIGKILL and start again: only the store survives, records still
+    /// waiting to be grouped are lost.
+    fn crash(&mut self, algorithm: Algorithm, downtime: u64) {
+        self.pending.clear();
         self.now += downtime;
         self.proxy = new_proxy(algorithm);
+        let calls = self.calls().len();
         let records: Vec<Vec<u8>> = self.store.values().cloned().collect();
         let report = self
             .proxy
             .restore(self.now, records.iter().map(|v| v.as_slice()));
         assert_eq!(report.skipped, 0);
-        assert_eq!(report.restored + report.expired, self.store.len());
+        assert_eq!(report.restored + report.expired, calls);
         let dialogs: Vec<Vec<u8>> = self.dialogs.values().cloned().collect();
         let report = self
             .proxy
@@ -239,7 +264,7 @@ fn cancel_after_restart_reaches_the_exact_branch() {
         n.send(&dest.to_string(), &reply(&inv, 180, "g"));
         sent.push((dest, inv));
     }
-    assert_eq!(n.store.len(), 10, "one record per call in flight");
+    assert_eq!(n.calls().len(), 10, "one record per call in flight");
     n.restart(Algorithm::RoundRobin, 2_000);
     for (i, (dest, inv)) in sent.iter().enumerate() {
         let out = n.send(CALLER, &cancel(&format!("r{i}")));
@@ -275,6 +300,43 @@ fn cancel_after_restart_reaches_the_exact_branch() {
             "the 487 is ACKed"
         );
     }
+}
+
+/// The records of a 1xx wait to be grouped with the next urgent one; a
+/// kill in that window loses them. The restored branch then does not know
+/// it rang: the caller's CANCEL still goes out at once (not held for a
+/// 1xx that will not come again), and an INVITE retransmission is still
+/// absorbed.
+#[test]
+fn a_lost_1xx_record_still_cancels_at_once() {
+    let mut n = Node::new(Algorithm::RoundRobin);
+    let out = n.send(CALLER, &invite("l1"));
+    let (dest, inv) = invites_to(&out).pop().unwrap();
+    assert!(n.pending.is_empty(), "the INVITE's records are committed");
+    n.send(&dest.to_string(), &reply(&inv, 180, "g"));
+    assert!(!n.pending.is_empty(), "the 1xx's record waits");
+    n.crash(Algorithm::RoundRobin, 1_000);
+    let out = n.send(CALLER, &invite("l1"));
+    // The restored branch (no 1xx on record) retransmits its INVITE as
+    // timer A says: the same request to the same gateway, nothing new.
+    for (d, m) in invites_to(&out) {
+        assert_eq!((d, m.branch()), (dest, inv.branch()), "not routed again");
+    }
+    let out = n.send(CALLER, &cancel("l1"));
+    let c = out
+        .iter()
+        .find(|t| t.dest == dest)
+        .map(parse)
+        .expect("CANCEL at once to the INVITE's gateway");
+    assert_eq!(c.method(), Method::Cancel);
+    assert_eq!(c.branch(), inv.branch());
+    assert_eq!(c.request_uri_bytes(), inv.request_uri_bytes());
+    let out = n.send(&dest.to_string(), &reply(&inv, 487, "g"));
+    assert!(
+        out.iter()
+            .any(|t| t.dest == addr(CALLER) && parse(t).status() == Some(487)),
+        "the caller gets its 487"
+    );
 }
 
 #[test]
@@ -359,10 +421,12 @@ fn records_are_forgotten_when_calls_end() {
     let (dest, inv) = invites_to(&out).pop().unwrap();
     n.send(&dest.to_string(), &reply(&inv, 486, "g"));
     n.send(&dest.to_string(), &reply(&inv, 486, "g"));
-    assert_eq!(n.store.len(), 1);
+    n.commit();
+    assert_eq!(n.calls().len(), 1);
     let ack = "ACK sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bK-f1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=a1\r\nTo: <sip:bob@example.com>;tag=g\r\nCall-ID: f1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n";
     n.send(CALLER, ack);
     n.advance(60_000);
+    n.commit();
     assert!(n.store.is_empty(), "the store holds only calls in flight");
     assert_eq!(n.proxy.transaction_counts(), (0, 0));
 }
@@ -421,6 +485,7 @@ fn dialogs_survive_a_restart_and_end_by_bye() {
         .expect("BYE routed to the gateway");
     assert_eq!(bye.method(), Method::Bye);
     assert_eq!(n.proxy.dialogs().len(), 0, "the BYE ends it");
+    n.commit();
     assert!(n.dialogs.is_empty(), "and its record");
 }
 

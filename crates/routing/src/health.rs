@@ -255,6 +255,17 @@ pub struct DestinationHealth {
     pub last_result_at: Option<u64>,
 }
 
+/// Probes sent and their outcomes since the tracker was made (carried over by
+/// [`HealthTracker::replace_policy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProbeCounts {
+    pub sent: u64,
+    /// Answered with an alive code.
+    pub ok: u64,
+    /// Answered otherwise, timed out, or could not be sent.
+    pub failed: u64,
+}
+
 /// An admin request named no destination of the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownDestination(pub DestinationId);
@@ -291,6 +302,7 @@ pub struct HealthTracker {
     /// Token of each probe in flight, to its entry.
     in_flight: HashMap<u64, usize>,
     next_token: u64,
+    counts: ProbeCounts,
 }
 
 impl HealthTracker {
@@ -319,7 +331,19 @@ impl HealthTracker {
             offsets,
             in_flight: HashMap::new(),
             next_token: 1,
+            counts: ProbeCounts::default(),
         }
+    }
+
+    /// Probes sent, answered and failed so far.
+    pub fn counts(&self) -> ProbeCounts {
+        self.counts
+    }
+
+    /// The probing settings of the destination probe `token` went to, while that probe
+    /// is in flight.
+    pub fn probe_settings(&self, token: u64) -> Option<HealthSettings> {
+        self.entries[*self.in_flight.get(&token)?].settings
     }
 
     /// The policy whose destinations are tracked.
@@ -339,6 +363,7 @@ impl HealthTracker {
         }
         let mut next = HealthTracker::new(policy, now);
         next.next_token = self.next_token;
+        next.counts = self.counts;
         for k in 0..next.entries.len() {
             let id = next.entries[k].id;
             let set = &next.policy.destination_sets()[id.set];
@@ -395,6 +420,7 @@ impl HealthTracker {
             e.in_flight = Some((token, now.saturating_add(s.timeout_ms)));
             e.next_due = now.saturating_add(s.interval_ms);
             self.in_flight.insert(token, k);
+            self.counts.sent += 1;
             let set = &self.policy.destination_sets()[id.set];
             let d = &set.destinations()[id.index];
             out.push(Probe {
@@ -426,6 +452,11 @@ impl HealthTracker {
     pub fn on_probe_result(&mut self, token: u64, ok: bool, now: u64) -> Option<Transition> {
         let k = self.in_flight.remove(&token)?;
         self.entries[k].in_flight = None;
+        if ok {
+            self.counts.ok += 1;
+        } else {
+            self.counts.failed += 1;
+        }
         self.record(k, ok, now)
     }
 
@@ -701,7 +732,12 @@ mod tests {
         // In flight: not due again, wake up at the timeout.
         assert!(t.due_probes(1500).is_empty());
         assert_eq!(t.next_wakeup(), Some(1300));
+        assert_eq!(
+            t.probe_settings(probes[0].token).map(|s| s.timeout_ms()),
+            Some(300)
+        );
         assert_eq!(t.on_probe_response(probes[0].token, 200, 1100), None);
+        assert_eq!(t.probe_settings(probes[0].token), None, "answered");
         assert_eq!(
             t.on_probe_response(probes[1].token, 100, 1100),
             None,
@@ -804,6 +840,16 @@ mod tests {
         let tr = t.on_probe_result(token(&probes, GW_A), true, 1010).unwrap();
         assert_eq!(tr.kind, TransitionKind::Up { successes: 1 });
         assert!(t.handle_timeouts(299).is_empty());
+        // Sent 2 + 2 (B is due at 1000 too); failed: the two timeouts; the late and
+        // unknown answers count for nothing.
+        assert_eq!(
+            t.counts(),
+            ProbeCounts {
+                sent: 4,
+                ok: 1,
+                failed: 2
+            }
+        );
     }
 
     #[test]
@@ -910,5 +956,6 @@ mod tests {
         assert!(due[0].token > a_token);
         assert_eq!(t.due_probes(1999), []);
         assert_eq!(t.due_probes(2000).len(), 1);
+        assert_eq!(t.counts().sent, 6, "counts carried over the reload");
     }
 }

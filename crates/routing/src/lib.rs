@@ -63,8 +63,8 @@ pub use config::{
 pub use error::{BuildError, KeyPath, PathSegment};
 pub use failover::{CodeSet, Failover};
 pub use health::{
-    DestinationHealth, DestinationId, HealthSettings, HealthTracker, Probe, Transition,
-    TransitionKind, UnknownDestination, MAX_PROBE_INTERVAL_MS, MAX_PROBE_THRESHOLD,
+    DestinationHealth, DestinationId, HealthSettings, HealthTracker, Probe, ProbeCounts,
+    Transition, TransitionKind, UnknownDestination, MAX_PROBE_INTERVAL_MS, MAX_PROBE_THRESHOLD,
     MIN_PROBE_INTERVAL_MS,
 };
 pub use host::Host;

@@ -2,7 +2,7 @@
 //! RFC 3261 20.10 and 25.1.
 
 use crate::params::Params;
-use crate::scan::{is_lws, is_token, skip_lws, skip_quoted};
+use crate::scan::{find_byte, is_lws, is_token, skip_lws, skip_quoted};
 
 /// A parsed `[display-name] <uri> *(;param)` or `uri *(;param)` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,15 @@ pub struct NameAddr<'a> {
 impl<'a> NameAddr<'a> {
     /// Parse one name-addr or addr-spec value (already cut at commas).
     pub fn parse(s: &'a [u8]) -> Result<NameAddr<'a>, &'static str> {
+        Self::parse_each(s, |_, _| {})
+    }
+
+    /// [`NameAddr::parse`], handing every parameter to `f` as it is
+    /// checked.
+    pub(crate) fn parse_each(
+        s: &'a [u8],
+        f: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Result<NameAddr<'a>, &'static str> {
         let s = crate::scan::trim(s);
         if s.is_empty() {
             return Err("empty address");
@@ -36,13 +45,17 @@ impl<'a> NameAddr<'a> {
             Some(i)
         } else {
             // A '<' before any ';' means name-addr with an unquoted display name.
-            let semi = memchr::memchr(b';', s).unwrap_or(s.len());
-            memchr::memchr(b'<', &s[..semi]).inspect(|&lt| {
+            let lt = s
+                .iter()
+                .position(|&c| c == b'<' || c == b';')
+                .filter(|&k| s[k] == b'<');
+            if let Some(lt) = lt {
                 let d = crate::scan::trim(&s[..lt]);
                 if !d.is_empty() {
                     display = Some(d);
                 }
-            })
+            }
+            lt
         };
         if let Some(lt) = lt {
             if let Some(d) = display {
@@ -50,13 +63,13 @@ impl<'a> NameAddr<'a> {
                     return Err("display name with characters that need quoting");
                 }
             }
-            let gt = memchr::memchr(b'>', &s[lt..]).ok_or("unterminated <URI>")? + lt;
+            let gt = find_byte(s, lt, b'>').ok_or("unterminated <URI>")?;
             let uri = &s[lt + 1..gt];
             if uri.is_empty() || is_lws(uri[0]) || is_lws(uri[uri.len() - 1]) {
                 return Err("white space inside <URI>");
             }
             let params = Params::new(&s[gt + 1..]);
-            params.validate()?;
+            params.validate_each(f)?;
             return Ok(NameAddr {
                 display,
                 uri,
@@ -71,14 +84,14 @@ impl<'a> NameAddr<'a> {
             .position(|&c| c == b';' || is_lws(c))
             .map_or(s.len(), |k| i + k);
         let uri = &s[..i];
-        if uri.contains(&b'?') || uri.contains(&b',') {
+        if uri.iter().any(|&c| c == b'?' || c == b',') {
             return Err("URI with '?' or ',' must be enclosed in <>");
         }
-        if uri.contains(&b'"') || uri.contains(&b'>') {
+        if uri.iter().any(|&c| c == b'"' || c == b'>') {
             return Err("malformed address");
         }
         let params = Params::new(&s[i..]);
-        params.validate()?;
+        params.validate_each(f)?;
         Ok(NameAddr {
             display: None,
             uri,

@@ -2,7 +2,7 @@
 //! original bytes; [`Editor::finish`] writes the result with one
 //! allocation, copying every byte the proxy did not touch unchanged.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
 
 use crate::header::HeaderName;
@@ -25,8 +25,55 @@ struct Op {
 pub struct Editor<'m> {
     msg: &'m Message,
     ops: SmallVec<[Op; 12]>,
-    scratch: SmallVec<[u8; 512]>,
+    texts: Texts,
     body: Option<&'m [u8]>,
+}
+
+/// The texts the edits insert, one after the other: inline up to 512
+/// bytes, then (all of them) on the heap.
+struct Texts {
+    inline: [u8; 512],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
+
+impl Texts {
+    /// Append the concatenation of `parts`; returns its range.
+    #[inline]
+    fn push(&mut self, parts: &[&[u8]]) -> (u32, u32) {
+        let t0 = self.len;
+        let t1 = t0 + parts.iter().map(|p| p.len()).sum::<usize>();
+        match &mut self.heap {
+            None if t1 <= self.inline.len() => {
+                let mut at = t0;
+                for p in parts {
+                    self.inline[at..at + p.len()].copy_from_slice(p);
+                    at += p.len();
+                }
+            }
+            heap => {
+                let h = heap.get_or_insert_with(|| {
+                    let mut h = Vec::with_capacity(t1.max(2 * self.inline.len()));
+                    h.extend_from_slice(&self.inline[..t0]);
+                    h
+                });
+                for p in parts {
+                    h.extend_from_slice(p);
+                }
+            }
+        }
+        self.len = t1;
+        (t0 as u32, t1 as u32)
+    }
+
+    #[inline]
+    fn get(&self, (a, b): (u32, u32)) -> &[u8] {
+        let r = a as usize..b as usize;
+        match &self.heap {
+            Some(h) => &h[r],
+            None => &self.inline[r],
+        }
+    }
 }
 
 impl<'m> Editor<'m> {
@@ -34,7 +81,11 @@ impl<'m> Editor<'m> {
         Editor {
             msg,
             ops: SmallVec::new(),
-            scratch: SmallVec::new(),
+            texts: Texts {
+                inline: [0; 512],
+                len: 0,
+                heap: None,
+            },
             body: None,
         }
     }
@@ -43,22 +94,23 @@ impl<'m> Editor<'m> {
         self.splice_op(start, end, parts, false);
     }
 
+    #[inline]
     fn splice_op(&mut self, start: usize, end: usize, parts: &[&[u8]], line_start: bool) {
-        let t0 = self.scratch.len();
-        for p in parts {
-            self.scratch.extend_from_slice(p);
-        }
         let op = Op {
             start: start as u32,
             end: end as u32,
-            text: (t0 as u32, self.scratch.len() as u32),
+            text: self.texts.push(parts),
             line_start,
         };
-        // Kept sorted by position; edits at the same place in the order made.
-        let at = self
-            .ops
-            .partition_point(|o| (o.start, o.end) <= (op.start, op.end));
-        self.ops.insert(at, op);
+        // Kept sorted by position; edits at the same place in the order
+        // made: the new one goes after every one not past it.
+        self.ops.push(op);
+        let ops = &mut self.ops[..];
+        let mut k = ops.len() - 1;
+        while k > 0 && (ops[k - 1].start, ops[k - 1].end) > (op.start, op.end) {
+            ops.swap(k - 1, k);
+            k -= 1;
+        }
     }
 
     fn insert_line(&mut self, at: usize, name: &[u8], value: &[u8]) {
@@ -87,21 +139,13 @@ impl<'m> Editor<'m> {
     /// Add `received` and fill in `rport` on the top Via (RFC 3261 18.2.1,
     /// RFC 3581 4). `rport` is only filled in when the Via asks for it.
     pub fn set_via_received(&mut self, received: Option<&[u8]>, rport: Option<u16>) -> &mut Self {
-        let top = self.msg.top_via_span();
-        if let Some(port) = rport {
-            let v = self.msg.top_via();
-            if let Some(None) = v.rport() {
-                // Find the `rport` name inside the params and insert `=port` after it.
-                let params = v.params.as_bytes();
-                let base = params.as_ptr() as usize - self.msg.as_bytes().as_ptr() as usize;
-                if let Some(off) = find_param_name_end(params, b"rport") {
-                    let num = itoa_buf(u32::from(port));
-                    self.splice(base + off, base + off, &[b"=", &num]);
-                }
-            }
+        if let (Some(port), Some(at)) = (rport, self.msg.top_via_rport_ask()) {
+            // `;rport` without a value: fill it in.
+            let num = itoa_buf(u32::from(port));
+            self.splice(at, at, &[b"=", &num]);
         }
         if let Some(r) = received {
-            let end = top.end as usize;
+            let end = self.msg.top_via_span().end as usize;
             self.splice(end, end, &[b";received=", r]);
         }
         self
@@ -287,8 +331,27 @@ impl<'m> Editor<'m> {
 
     /// The size of the edited message.
     pub fn len(&self) -> usize {
-        let mut n = 0;
-        self.walk(|s| n += s.len());
+        if self.ops.iter().any(|o| o.line_start) {
+            let mut n = 0;
+            self.walk(|s| n += s.len());
+            return n;
+        }
+        // Without line starts, the walk's pieces add up to this.
+        let src = self.msg.as_bytes().len();
+        let end_of_headers = match self.body {
+            Some(_) => self.msg.body_start(),
+            None => src,
+        };
+        let mut n = end_of_headers + self.body.map_or(0, |b| b.len());
+        let mut cursor = 0;
+        for op in &self.ops {
+            let (s, e) = (op.start as usize, op.end as usize);
+            if s < cursor || e > end_of_headers {
+                continue;
+            }
+            n = n + (op.text.1 - op.text.0) as usize - (e - s);
+            cursor = e;
+        }
         n
     }
 
@@ -302,6 +365,7 @@ impl<'m> Editor<'m> {
     }
 
     /// Hand the pieces of the edited message to `put`, in order.
+    #[inline]
     fn walk(&self, mut put: impl FnMut(&[u8])) {
         let src = self.msg.as_bytes();
         let end_of_headers = match self.body {
@@ -327,10 +391,7 @@ impl<'m> Editor<'m> {
             if op.line_start && last != b'\n' {
                 emit(b"\r\n", &mut last);
             }
-            emit(
-                &self.scratch[op.text.0 as usize..op.text.1 as usize],
-                &mut last,
-            );
+            emit(self.texts.get(op.text), &mut last);
             cursor = e;
         }
         emit(&src[cursor..end_of_headers], &mut last);
@@ -340,49 +401,39 @@ impl<'m> Editor<'m> {
     }
 
     /// Write the edited message into a new buffer (one allocation).
-    pub fn finish(mut self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.len());
-        self.write_into(&mut out);
-        out.freeze()
+    pub fn finish(self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len());
+        self.walk(|s| out.extend_from_slice(s));
+        Bytes::from(out)
     }
 }
 
-/// Offset just past the name of parameter `name` in a `;a;b=c` list.
-fn find_param_name_end(params: &[u8], name: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < params.len() {
-        if params[i] == b';' {
-            let s = skip_lws(params, i + 1);
-            let mut e = s;
-            while e < params.len()
-                && !matches!(params[e], b';' | b'=' | b' ' | b'\t' | b'\r' | b'\n')
-            {
-                e += 1;
-            }
-            if params[s..e].eq_ignore_ascii_case(name) {
-                return Some(e);
-            }
-            i = e;
-        } else if params[i] == b'"' {
-            i = crate::scan::skip_quoted(params, i).unwrap_or(params.len());
-        } else {
-            i += 1;
-        }
+/// A number formatted without allocating (derefs to its digits).
+pub(crate) struct Digits {
+    buf: [u8; 10],
+    start: usize,
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..]
     }
-    None
 }
 
 /// Format a number without allocating.
-pub(crate) fn itoa_buf(mut n: u32) -> SmallVec<[u8; 11]> {
-    let mut tmp = [0u8; 10];
-    let mut i = tmp.len();
+#[inline]
+pub(crate) fn itoa_buf(mut n: u32) -> Digits {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
     loop {
         i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    SmallVec::from_slice(&tmp[i..])
+    Digits { buf, start: i }
 }

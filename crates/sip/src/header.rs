@@ -78,45 +78,47 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        let candidates: &[(&[u8], HeaderName)] = match name.len() {
-            2 => &[(b"to", To)],
-            3 => &[(b"via", Via)],
-            4 => &[(b"from", From), (b"cseq", CSeq)],
-            5 => &[(b"route", Route), (b"allow", Allow)],
-            6 => &[(b"reason", Reason)],
-            7 => &[
-                (b"call-id", CallId),
-                (b"contact", Contact),
-                (b"require", Require),
-                (b"expires", Expires),
-            ],
-            9 => &[(b"supported", Supported)],
-            11 => &[(b"unsupported", Unsupported)],
-            12 => &[
-                (b"max-forwards", MaxForwards),
-                (b"record-route", RecordRoute),
-                (b"content-type", ContentType),
-            ],
-            13 => &[
-                (b"proxy-require", ProxyRequire),
-                (b"authorization", Authorization),
-            ],
-            14 => &[(b"content-length", ContentLength)],
-            16 => &[(b"www-authenticate", WwwAuthenticate)],
-            18 => &[(b"proxy-authenticate", ProxyAuthenticate)],
-            19 => &[(b"proxy-authorization", ProxyAuthorization)],
+        // The length and the first letter leave at most one candidate
+        // (Call-ID and Contact differ in the second); candidates are lower
+        // case and compared as whole words (`eq_lower`).
+        let Some(&first) = name.first() else {
+            return Other;
+        };
+        let first = first | 0x20;
+        let (n, id): (&[u8], HeaderName) = match (name.len(), first) {
+            (2, b't') => (b"to", To),
+            (3, b'v') => (b"via", Via),
+            (4, b'f') => (b"from", From),
+            (4, b'c') => (b"cseq", CSeq),
+            (5, b'r') => (b"route", Route),
+            (5, b'a') => (b"allow", Allow),
+            (6, b'r') => (b"reason", Reason),
+            (7, b'c') if name[1] | 0x20 == b'a' => (b"call-id", CallId),
+            (7, b'c') => (b"contact", Contact),
+            (7, b'r') => (b"require", Require),
+            (7, b'e') => (b"expires", Expires),
+            (9, b's') => (b"supported", Supported),
+            (11, b'u') => (b"unsupported", Unsupported),
+            (12, b'm') => (b"max-forwards", MaxForwards),
+            (12, b'r') => (b"record-route", RecordRoute),
+            (12, b'c') => (b"content-type", ContentType),
+            (13, b'p') => (b"proxy-require", ProxyRequire),
+            (13, b'a') => (b"authorization", Authorization),
+            (14, b'c') => (b"content-length", ContentLength),
+            (16, b'w') => (b"www-authenticate", WwwAuthenticate),
+            (18, b'p') => (b"proxy-authenticate", ProxyAuthenticate),
+            (19, b'p') => (b"proxy-authorization", ProxyAuthorization),
             _ => return Other,
         };
-        // Candidates are lower case: compare the first byte, then whole
-        // words (`eq_lower`).
-        let first = name[0].to_ascii_lowercase();
-        for &(n, id) in candidates {
-            if n[0] == first && eq_lower(name, n) {
-                return id;
-            }
+        if eq_lower(name, n) {
+            id
+        } else {
+            Other
         }
-        Other
     }
+
+    /// The number of ids other than [`HeaderName::Other`].
+    pub(crate) const KNOWN: usize = HeaderName::Other as usize;
 
     /// Headers that may appear only once (a second one makes the request
     /// malformed, RFC 4475 3.3.8).
@@ -214,6 +216,12 @@ mod tests {
             ("Proxy-AuthorizatioN", ProxyAuthorization),
             ("Proxy-Authorizatio\x0e", Other),
             ("Record-Rout\x05", Other),
+            ("CALL-ID", CallId),
+            ("contacT", Contact),
+            ("Cxll-ID", Other),
+            ("Bontact", Other),
+            ("Date", Other),
+            ("Event", Other),
         ] {
             assert_eq!(HeaderName::from_bytes(s.as_bytes()), id, "{s}");
         }

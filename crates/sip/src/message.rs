@@ -12,7 +12,7 @@ use crate::addr::NameAddr;
 use crate::error::ParseError;
 use crate::header::HeaderName;
 use crate::method::Method;
-use crate::scan::{self, is_token, item_end, parse_u64, trim, CommaSplit};
+use crate::scan::{self, item_end, parse_u64, trim, CommaSplit};
 use crate::uri::{Scheme, Uri};
 use crate::via::Via;
 
@@ -126,11 +126,23 @@ pub struct Message {
     call_id: Span,
     cseq: CSeq,
     top_via: Span,
+    /// The value of the top Via's first `branch` parameter.
+    via_branch: Option<Span>,
+    /// Just past the name of the top Via's first `rport` parameter, when
+    /// that has no value (the client asks for its port, RFC 3581).
+    via_rport_ask: Option<u32>,
+    /// The index of the first header of each known kind, [`NONE`] when
+    /// there is none. An index past `u16` is stored as `NONE - 1`: a
+    /// place to start looking from.
+    first: [u16; HeaderName::KNOWN],
     from_tag: Option<Span>,
     to_tag: Option<Span>,
     max_forwards: Option<u32>,
     content_length: Option<u32>,
 }
+
+/// [`Message::first`] for a header kind the message does not have.
+const NONE: u16 = u16::MAX;
 
 impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,18 +152,6 @@ impl std::fmt::Debug for Message {
             .field("body_len", &self.body().len())
             .finish()
     }
-}
-
-/// Index of the first header of each kind parsed eagerly.
-#[derive(Default)]
-struct Seen {
-    via: Option<usize>,
-    from: Option<usize>,
-    to: Option<usize>,
-    call_id: Option<usize>,
-    cseq: Option<usize>,
-    max_forwards: Option<usize>,
-    content_length: Option<usize>,
 }
 
 impl Message {
@@ -178,18 +178,39 @@ impl Message {
             _ => return Err(ParseError::bad("Empty message")),
         };
         let start = parse_start_line(b, pos, line_end)?;
-        let start_line_end = next;
+        let mut msg = Message {
+            buf: Bytes::new(),
+            start,
+            start_line_end: next as u32,
+            headers: SmallVec::new(),
+            body_start: 0,
+            headers_end: 0,
+            call_id: Span::default(),
+            cseq: CSeq {
+                number: 0,
+                method: Method::Other,
+                method_span: Span::default(),
+            },
+            top_via: Span::default(),
+            via_branch: None,
+            via_rport_ask: None,
+            first: [NONE; HeaderName::KNOWN],
+            from_tag: None,
+            to_tag: None,
+            max_forwards: None,
+            content_length: None,
+        };
 
         // Header lines.
-        let mut headers: SmallVec<[Header; 24]> = SmallVec::new();
+        let headers = &mut msg.headers;
+        // The first repeated single-valued header (RFC 4475 3.3.8).
+        let mut dup = None;
         let mut i = next;
-        let headers_end;
-        let body_start;
         loop {
             let (end, next) = line_at(b, i).unwrap_or((i, i));
             if end == i {
-                headers_end = i;
-                body_start = next;
+                msg.headers_end = i as u32;
+                msg.body_start = next as u32;
                 break;
             }
             let first = b[i];
@@ -222,29 +243,36 @@ impl Message {
             if end - i > limits.max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
-            // name = token, then SP/HT, then ':', in one pass.
-            let mut name_end = i;
-            while name_end < end && is_token(b[name_end]) {
-                name_end += 1;
+            // name = token, then SP/HT, then ':'. The first colon ends the
+            // name (no token character is one); a known name was compared
+            // whole, so only an unknown one needs its characters checked.
+            let line = &b[..end];
+            let Some(colon) = scan::find_byte(line, i, b':') else {
+                return Err(ParseError::bad("Header line without a colon"));
+            };
+            let name_end = trim_end(b, i, colon);
+            let name = HeaderName::from_bytes(&b[i..name_end]);
+            if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
+                return Err(ParseError::bad("Malformed header name"));
             }
-            let mut colon = name_end;
-            while colon < end && (b[colon] == b' ' || b[colon] == b'\t') {
-                colon += 1;
+            let v = colon
+                + 1
+                + line[colon + 1..]
+                    .iter()
+                    .position(|&c| c != b' ' && c != b'\t')
+                    .unwrap_or(end - colon - 1);
+            let value_end = trim_end(b, v, end);
+            let k = headers.len();
+            if name != HeaderName::Other {
+                let f = &mut msg.first[name as usize];
+                if *f == NONE {
+                    *f = k.min(NONE as usize - 1) as u16;
+                } else if dup.is_none() && name.is_single() {
+                    dup = Some(k);
+                }
             }
-            if name_end == i || colon >= end || b[colon] != b':' {
-                return Err(match memchr::memchr(b':', &b[i..end]) {
-                    None => ParseError::bad("Header line without a colon"),
-                    Some(_) => ParseError::bad("Malformed header name"),
-                });
-            }
-            let name = &b[i..name_end];
-            let mut v = colon + 1;
-            while v < end && (b[v] == b' ' || b[v] == b'\t') {
-                v += 1;
-            }
-            let value_end = trim_end(b, v, end).max(v);
             headers.push(Header {
-                name: HeaderName::from_bytes(name),
+                name,
                 name_span: Span::new(i, name_end),
                 value: Span::new(v, value_end),
                 line_end: next as u32,
@@ -252,26 +280,7 @@ impl Message {
             i = next;
         }
 
-        let mut msg = Message {
-            buf: Bytes::new(),
-            start,
-            start_line_end: start_line_end as u32,
-            headers,
-            body_start: body_start as u32,
-            headers_end: headers_end as u32,
-            call_id: Span::default(),
-            cseq: CSeq {
-                number: 0,
-                method: Method::Other,
-                method_span: Span::default(),
-            },
-            top_via: Span::default(),
-            from_tag: None,
-            to_tag: None,
-            max_forwards: None,
-            content_length: None,
-        };
-        let body_end = msg.index_key_headers(b)?;
+        let body_end = msg.index_key_headers(b, dup)?;
         msg.buf = if body_end < buf.len() {
             buf.slice(..body_end)
         } else {
@@ -280,54 +289,68 @@ impl Message {
         Ok(msg)
     }
 
-    /// Find and check the headers every hop needs. Returns where the
+    /// The index of the first header of a kind.
+    #[inline]
+    fn first_index(&self, name: HeaderName) -> Option<usize> {
+        match self.first.get(name as usize) {
+            Some(&NONE) => None,
+            Some(&f) if f < NONE - 1 => Some(f as usize),
+            // `Other`, or an index past u16: look from there.
+            f => {
+                let from = f.map_or(0, |&f| f as usize);
+                let k = self.headers[from..].iter().position(|h| h.name == name)?;
+                Some(from + k)
+            }
+        }
+    }
+
+    /// Check the headers every hop needs, and keep what they hold.
+    /// `dup` is the first repeated single-valued header. Returns where the
     /// message ends.
-    fn index_key_headers(&mut self, b: &[u8]) -> Result<usize, ParseError> {
-        let mut seen = Seen::default();
-        for (k, h) in self.headers.iter().enumerate() {
-            let slot = match h.name {
-                HeaderName::Via => &mut seen.via,
-                HeaderName::From => &mut seen.from,
-                HeaderName::To => &mut seen.to,
-                HeaderName::CallId => &mut seen.call_id,
-                HeaderName::CSeq => &mut seen.cseq,
-                HeaderName::MaxForwards => &mut seen.max_forwards,
-                HeaderName::ContentLength => &mut seen.content_length,
-                HeaderName::Contact => {
+    fn index_key_headers(&mut self, b: &[u8], dup: Option<usize>) -> Result<usize, ParseError> {
+        // Contact values, then the repeated header: the first problem in
+        // header order is the one reported.
+        let contact = self.first_index(HeaderName::Contact);
+        if contact.is_some() || dup.is_some() {
+            let from = contact.unwrap_or(usize::MAX).min(dup.unwrap_or(usize::MAX));
+            let to = dup.unwrap_or(self.headers.len());
+            for h in &self.headers[from..to] {
+                if h.name == HeaderName::Contact {
                     check_contact(&b[h.value.range()])?;
-                    continue;
                 }
-                n if n.is_single() => {
-                    if self.headers[..k].iter().any(|o| o.name == n) {
-                        return Err(ParseError::bad(format!("Multiple {} headers", n.as_str())));
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            if slot.is_some() && h.name != HeaderName::Via {
+            }
+            if let Some(k) = dup {
                 return Err(ParseError::bad(format!(
                     "Multiple {} headers",
-                    h.name.as_str()
+                    self.headers[k].name.as_str()
                 )));
             }
-            slot.get_or_insert(k);
         }
         let missing = |n: HeaderName| ParseError::bad(format!("Missing {} header", n.as_str()));
-        let via = seen.via.ok_or_else(|| missing(HeaderName::Via))?;
-        let from = seen.from.ok_or_else(|| missing(HeaderName::From))?;
-        let to = seen.to.ok_or_else(|| missing(HeaderName::To))?;
-        let call_id = seen.call_id.ok_or_else(|| missing(HeaderName::CallId))?;
-        let cseq = seen.cseq.ok_or_else(|| missing(HeaderName::CSeq))?;
+        let found = |n: HeaderName| self.first_index(n).ok_or_else(|| missing(n));
+        let via = found(HeaderName::Via)?;
+        let from = found(HeaderName::From)?;
+        let to = found(HeaderName::To)?;
+        let call_id = found(HeaderName::CallId)?;
+        let cseq = found(HeaderName::CSeq)?;
 
-        // Top Via.
+        // Top Via, and the parameters the proxy reads and edits.
         let vh = self.headers[via];
         let vv = &b[vh.value.range()];
         let first_end = item_end(vv, 0).map_err(|_| ParseError::bad("Malformed Via header"))?;
         let first = trim(&vv[..first_end]);
-        Via::parse(first).map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
-        let off = vh.value.start as usize + (first.as_ptr() as usize - vv.as_ptr() as usize);
-        self.top_via = Span::new(off, off + first.len());
+        let (mut branch, mut rport) = (None, None);
+        Via::parse_each(first, |n, v| {
+            if branch.is_none() && n.eq_ignore_ascii_case(b"branch") {
+                branch = Some(v.map(|v| span_in(b, v)));
+            } else if rport.is_none() && n.eq_ignore_ascii_case(b"rport") {
+                rport = Some(v.is_none().then(|| span_in(b, n).end));
+            }
+        })
+        .map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
+        self.top_via = span_in(b, first);
+        self.via_branch = branch.flatten();
+        self.via_rport_ask = rport.flatten();
 
         // From and To.
         self.from_tag = self.addr_tag(b, from, "From")?;
@@ -335,7 +358,7 @@ impl Message {
 
         // Call-ID.
         let cid = self.headers[call_id].value;
-        if cid.is_empty() || b[cid.range()].iter().any(|&c| scan::is_lws(c)) {
+        if cid.is_empty() || scan::has_lws(&b[cid.range()]) {
             return Err(ParseError::bad("Malformed Call-ID header"));
         }
         self.call_id = cid;
@@ -357,20 +380,28 @@ impl Message {
         if !scan::is_token_str(method) {
             return Err(ParseError::bad("Malformed CSeq method"));
         }
+        let method = match self.start {
+            Start::Request {
+                method: m,
+                method_span,
+                ..
+            } => {
+                if b[method_span.range()] != *method {
+                    return Err(ParseError::bad(
+                        "CSeq method does not match the request method",
+                    ));
+                }
+                m
+            }
+            Start::Response { .. } => Method::from_bytes(method),
+        };
         self.cseq = CSeq {
             number: number as u32,
-            method: Method::from_bytes(method),
+            method,
             method_span: Span::new(cs.start as usize + m_start, cs.end as usize),
         };
-        if let Start::Request { method_span, .. } = self.start {
-            if b[method_span.range()] != *method {
-                return Err(ParseError::bad(
-                    "CSeq method does not match the request method",
-                ));
-            }
-        }
 
-        if let Some(k) = seen.max_forwards {
+        if let Some(k) = self.first_index(HeaderName::MaxForwards) {
             let v = &b[self.headers[k].value.range()];
             self.max_forwards =
                 Some(parse_u64(v, 255).ok_or_else(|| ParseError::bad("Bad Max-Forwards"))? as u32);
@@ -378,7 +409,7 @@ impl Message {
 
         // Body.
         let available = b.len() - self.body_start as usize;
-        match seen.content_length {
+        match self.first_index(HeaderName::ContentLength) {
             Some(k) => {
                 let v = &b[self.headers[k].value.range()];
                 let cl = parse_u64(v, u64::from(u32::MAX))
@@ -394,8 +425,7 @@ impl Message {
     }
 
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
-        let h = self.headers[k].value;
-        let v = &b[h.range()];
+        let v = &b[self.headers[k].value.range()];
         let end =
             item_end(v, 0).map_err(|_| ParseError::bad(format!("Malformed {what} header")))?;
         if end != v.len() {
@@ -403,12 +433,14 @@ impl Message {
                 "Multiple values in the {what} header"
             )));
         }
-        let a = NameAddr::parse(v)
-            .map_err(|e| ParseError::bad(format!("Malformed {what} header: {e}")))?;
-        Ok(a.tag().map(|t| {
-            let off = h.start as usize + (t.as_ptr() as usize - v.as_ptr() as usize);
-            Span::new(off, off + t.len())
-        }))
+        let mut tag = None;
+        NameAddr::parse_each(v, |n, v| {
+            if tag.is_none() && n.eq_ignore_ascii_case(b"tag") {
+                tag = Some(v.map(|v| span_in(b, v)));
+            }
+        })
+        .map_err(|e| ParseError::bad(format!("Malformed {what} header: {e}")))?;
+        Ok(tag.flatten())
     }
 
     // ----- accessors -----
@@ -520,7 +552,8 @@ impl Message {
 
     /// Header lines of one kind.
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
-        self.headers.iter().filter(move |h| h.name == name)
+        let from = self.first_index(name).unwrap_or(self.headers.len());
+        self.headers[from..].iter().filter(move |h| h.name == name)
     }
 
     /// Header lines with a given name (case-insensitive), for headers
@@ -572,7 +605,13 @@ impl Message {
 
     /// The branch of the top Via.
     pub fn branch(&self) -> Option<&[u8]> {
-        self.top_via().branch()
+        self.via_branch.map(|s| self.slice(s))
+    }
+
+    /// Just past the name of the top Via's `rport` parameter when it has
+    /// no value (the client asks for its port, RFC 3581).
+    pub(crate) fn top_via_rport_ask(&self) -> Option<usize> {
+        self.via_rport_ask.map(|e| e as usize)
     }
 
     /// All Via values in order (the top one first).
@@ -642,15 +681,24 @@ impl Message {
     }
 }
 
-/// The line starting at `i`: (end of content without CR, start of next line).
-/// `None` when there is no line end.
+/// The span of `part`, a subslice of the message bytes `b`.
 #[inline]
+fn span_in(b: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - b.as_ptr() as usize;
+    Span::new(start, start + part.len())
+}
+
+/// The line starting at `i`: (end of content without CR, start of next line).
+/// `None` when `i` is past the end.
+#[inline(always)]
 fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    let Some(lf) = memchr::memchr(b'\n', b.get(i..)?) else {
+    if i > b.len() {
+        return None;
+    }
+    let Some(lf) = scan::find_byte(b, i, b'\n') else {
         // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
         return Some((b.len(), b.len()));
     };
-    let lf = lf + i;
     let end = if lf > i && b[lf - 1] == b'\r' {
         lf - 1
     } else {
@@ -702,7 +750,10 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
         memchr::memchr(b' ', rest).ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
-    if uri.is_empty() || version.iter().any(|&c| scan::is_lws(c)) || uri.contains(&b'\t') {
+    if uri.is_empty()
+        || version.iter().any(|&c| scan::is_lws(c))
+        || scan::find_byte(uri, 0, b'\t').is_some()
+    {
         return Err(ParseError::bad("Malformed request line"));
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {

@@ -1,7 +1,7 @@
 //! Generic `;name=value` parameters, as found in URIs, Via and name-addr
 //! headers. LWS around `;` and `=` is tolerated (RFC 3261 7.3.1, 25.1).
 
-use crate::scan::{eq_nocase, is_lws, skip_lws, skip_quoted};
+use crate::scan::{eq_nocase, skip_lws, skip_quoted};
 
 /// A parameter list: the raw bytes starting at the first `;` (or empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,11 +46,46 @@ impl<'a> Params<'a> {
 
     /// Whether every parameter is well formed.
     pub fn validate(&self) -> Result<(), &'static str> {
+        self.validate_each(|_, _| {})
+    }
+
+    /// Check every parameter, handing each well-formed one to `f` in
+    /// order: one pass for checking and picking out the ones the caller
+    /// needs.
+    pub(crate) fn validate_each(
+        &self,
+        mut f: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Result<(), &'static str> {
         for p in self.iter() {
-            p?;
+            let (n, v) = p?;
+            f(n, v);
         }
         Ok(())
     }
+}
+
+/// Bytes that end a parameter name: `;`, `=` and LWS.
+static NAME_END: [bool; 256] = stop_table(b";= \t\r\n");
+/// Bytes that end an unquoted parameter value: `;` and LWS.
+static VALUE_END: [bool; 256] = stop_table(b"; \t\r\n");
+
+/// The first offset at or after `i` whose byte is in `stop`, or the end.
+#[inline(always)]
+fn run_to(s: &[u8], mut i: usize, stop: &[bool; 256]) -> usize {
+    while i < s.len() && !stop[s[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
+const fn stop_table(stops: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut k = 0;
+    while k < stops.len() {
+        t[stops[k] as usize] = true;
+        k += 1;
+    }
+    t
 }
 
 /// Iterator over [`Params`].
@@ -62,6 +97,7 @@ pub struct ParamIter<'a> {
 impl<'a> Iterator for ParamIter<'a> {
     type Item = Result<Param<'a>, &'static str>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let s = self.s;
         let mut i = skip_lws(s, self.pos);
@@ -74,9 +110,7 @@ impl<'a> Iterator for ParamIter<'a> {
         }
         i = skip_lws(s, i + 1);
         let name_start = i;
-        while i < s.len() && !matches!(s[i], b';' | b'=') && !is_lws(s[i]) {
-            i += 1;
-        }
+        i = run_to(s, i, &NAME_END);
         let name = &s[name_start..i];
         if name.is_empty() {
             self.pos = s.len();
@@ -96,9 +130,7 @@ impl<'a> Iterator for ParamIter<'a> {
                     }
                 }
             } else {
-                while i < s.len() && s[i] != b';' && !is_lws(s[i]) {
-                    i += 1;
-                }
+                i = run_to(s, i, &VALUE_END);
             }
             if i == v_start {
                 self.pos = s.len();

@@ -99,18 +99,14 @@ impl<'a> CommaSplit<'a> {
 /// open.
 pub(crate) fn item_end(s: &[u8], start: usize) -> Result<usize, ()> {
     let mut i = start;
-    while i < s.len() {
-        match s[i] {
-            b'"' => i = skip_quoted(s, i).ok_or(())?,
-            b'<' => {
-                i = match memchr::memchr(b'>', &s[i..]) {
-                    Some(k) => i + k + 1,
-                    None => return Err(()),
-                }
-            }
-            b',' => return Ok(i),
-            _ => i += 1,
-        }
+    // Jump from one `"`, `<` or `,` to the next; the bytes between them
+    // cannot end the item.
+    while let Some(k) = find3(s, i, b'"', b'<', b',') {
+        i = match s[k] {
+            b'"' => skip_quoted(s, k).ok_or(())?,
+            b'<' => find_byte(s, k, b'>').ok_or(())? + 1,
+            _ => return Ok(k),
+        };
     }
     Ok(s.len())
 }
@@ -151,21 +147,145 @@ impl<'a> Iterator for CommaSplit<'a> {
 /// Parse a decimal number made of digits only, with an upper bound. Leading
 /// zeros are allowed (`0068`), an empty string or any non-digit is not.
 pub(crate) fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
+    debug_assert!(max <= u64::from(u32::MAX));
     if s.is_empty() || s.len() > 40 {
         // 40 digits cannot fit; long zero runs are not worth supporting.
         return None;
     }
     let mut v: u64 = 0;
     for &c in s {
-        if !c.is_ascii_digit() {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
             return None;
         }
-        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        // `v <= max <= u32::MAX` here, so this cannot overflow.
+        v = v * 10 + u64::from(d);
         if v > max {
             return None;
         }
     }
     Some(v)
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Eight bytes of `s` from `i` as one little-endian word (the caller
+/// checks `i + 8 <= s.len()`).
+#[inline(always)]
+fn word(s: &[u8], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// A word with the high bit set in the bytes of `v` that are zero. Bits
+/// above the first zero byte may be set wrongly (a borrow), so only the
+/// lowest set bit (the first zero byte) and "any" are exact.
+#[inline(always)]
+fn zero_bytes(v: u64) -> u64 {
+    v.wrapping_sub(LO) & !v & HI
+}
+
+/// Offset of the first byte at or after `from` for which `hit` (on a word,
+/// as [`zero_bytes`] of some comparison) is set: eight bytes per step, the
+/// tail in one overlapping last word. `from` may be past the end.
+#[inline(always)]
+fn find_by(
+    s: &[u8],
+    from: usize,
+    hit: impl Fn(u64) -> u64,
+    one: impl Fn(u8) -> bool,
+) -> Option<usize> {
+    let n = s.len();
+    let mut i = from;
+    while i + 16 <= n {
+        let (z0, z1) = (hit(word(s, i)), hit(word(s, i + 8)));
+        if z0 | z1 != 0 {
+            let k = if z0 != 0 {
+                z0.trailing_zeros()
+            } else {
+                64 + z1.trailing_zeros()
+            };
+            return Some(i + (k / 8) as usize);
+        }
+        i += 16;
+    }
+    if i + 8 <= n {
+        let z = hit(word(s, i));
+        if z != 0 {
+            return Some(i + (z.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    if i >= n {
+        return None;
+    }
+    if n >= 8 && n - 8 >= from {
+        // The bytes of the last word before `i` were checked already and
+        // none of them matched (so no borrow can make a false hit either):
+        // the first hit is at or after `i`.
+        let z = hit(word(s, n - 8));
+        return (z != 0).then(|| n - 8 + (z.trailing_zeros() / 8) as usize);
+    }
+    (i..n).find(|&k| one(s[k]))
+}
+
+/// Offset of the first `c` at or after `from`: with memchr's SSE2
+/// searcher on x86_64 (inlined, without `memchr`'s dispatch), else a word
+/// at a time.
+#[inline(always)]
+pub(crate) fn find_byte(s: &[u8], from: usize, c: u8) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(one) = memchr::arch::x86_64::sse2::memchr::One::new(c) {
+        return one.find(s.get(from..)?).map(|k| k + from);
+    }
+    find_byte_words(s, from, c)
+}
+
+/// [`find_byte`] a word at a time.
+#[inline]
+fn find_byte_words(s: &[u8], from: usize, c: u8) -> Option<usize> {
+    let p = LO * u64::from(c);
+    find_by(s, from, |w| zero_bytes(w ^ p), |b| b == c)
+}
+
+/// Offset of the first of three bytes at or after `from` (as [`find_byte`]).
+#[inline]
+pub(crate) fn find3(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(three) = memchr::arch::x86_64::sse2::memchr::Three::new(a, b, c) {
+        return three.find(s.get(from..)?).map(|k| k + from);
+    }
+    find3_words(s, from, a, b, c)
+}
+
+/// [`find3`] a word at a time.
+#[inline]
+fn find3_words(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
+    let (pa, pb, pc) = (LO * u64::from(a), LO * u64::from(b), LO * u64::from(c));
+    find_by(
+        s,
+        from,
+        |w| zero_bytes(w ^ pa) | zero_bytes(w ^ pb) | zero_bytes(w ^ pc),
+        |x| x == a || x == b || x == c,
+    )
+}
+
+/// Whether `s` holds linear white space (SP, HTAB, CR or LF).
+#[inline]
+pub(crate) fn has_lws(s: &[u8]) -> bool {
+    const SP: u64 = LO * b' ' as u64;
+    const HT: u64 = LO * b'\t' as u64;
+    const CR: u64 = LO * b'\r' as u64;
+    const LF: u64 = LO * b'\n' as u64;
+    find_by(
+        s,
+        0,
+        |w| zero_bytes(w ^ SP) | zero_bytes(w ^ HT) | zero_bytes(w ^ CR) | zero_bytes(w ^ LF),
+        is_lws,
+    )
+    .is_some()
 }
 
 /// Case-insensitive ASCII comparison.
@@ -200,6 +320,35 @@ mod tests {
         );
         assert!(CommaSplit::new(b"\"open, x").any(|r| r.is_err()));
         assert!(CommaSplit::new(b"<sip:open, x").any(|r| r.is_err()));
+    }
+
+    #[test]
+    fn word_scans_match_byte_scans() {
+        let texts: [&[u8]; 2] = [
+            b"Via: SIP/2.0/UDP a;branch=z9hG4bK.1, \"q<\" <sip:x>\r\n\tmore",
+            b"\n\n,,<<\"\"zzVV>>\n,<\"zV>\n\n,,<<\"\"zzVV>>\n,<\"zV>\x00\x01\x0b\x0a",
+        ];
+        for (text, len) in texts
+            .iter()
+            .flat_map(|t| (0..=t.len()).map(move |l| (t, l)))
+        {
+            let s = &text[..len];
+            for from in 0..=len + 1 {
+                let tail = s.get(from..).unwrap_or_default();
+                for c in [b'\n', b',', b'"', b'<', b'>', b'V', b'z'] {
+                    let want = tail.iter().position(|&x| x == c).map(|k| k + from);
+                    assert_eq!(find_byte(s, from, c), want, "{len} {from} {c}");
+                    assert_eq!(find_byte_words(s, from, c), want, "{len} {from} {c}");
+                }
+                let want = tail
+                    .iter()
+                    .position(|&x| matches!(x, b'"' | b'<' | b','))
+                    .map(|k| k + from);
+                assert_eq!(find3(s, from, b'"', b'<', b','), want, "{len} {from}");
+                assert_eq!(find3_words(s, from, b'"', b'<', b','), want, "{len} {from}");
+            }
+            assert_eq!(has_lws(s), s.iter().any(|&c| is_lws(c)), "{len}");
+        }
     }
 
     #[test]

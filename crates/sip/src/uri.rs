@@ -2,7 +2,7 @@
 //! message bytes. `tel:` and unknown schemes are kept opaque.
 
 use crate::params::Params;
-use crate::scan::{eq_nocase, is_lws, parse_u64};
+use crate::scan::{eq_nocase, find_byte, has_lws, parse_u64};
 
 /// The scheme of a URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,10 +38,10 @@ pub struct UriError(pub &'static str);
 impl<'a> Uri<'a> {
     /// Parse a URI. White space anywhere in it is an error.
     pub fn parse(raw: &'a [u8]) -> Result<Uri<'a>, UriError> {
-        if raw.iter().any(|&c| is_lws(c)) {
+        if has_lws(raw) {
             return Err(UriError("white space in URI"));
         }
-        let colon = memchr::memchr(b':', raw).ok_or(UriError("URI without scheme"))?;
+        let colon = find_byte(raw, 0, b':').ok_or(UriError("URI without scheme"))?;
         let scheme_raw = &raw[..colon];
         if scheme_raw.is_empty()
             || !scheme_raw[0].is_ascii_alphabetic()
@@ -79,49 +79,56 @@ impl<'a> Uri<'a> {
         let rest = &raw[colon + 1..];
         // The user part may hold '?' and ';' (user-unreserved), headers
         // and parameters may not hold an unescaped '@': split there first.
-        let (userinfo, after_user) = match memchr::memchr(b'@', rest) {
+        let (userinfo, after_user) = match find_byte(rest, 0, b'@') {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
-        let (hostpart, headers) = match memchr::memchr(b'?', after_user) {
+        let (hostpart, headers) = match find_byte(after_user, 0, b'?') {
             Some(q) => (&after_user[..q], &after_user[q + 1..]),
             None => (after_user, &after_user[after_user.len()..]),
         };
         uri.headers = headers;
-        match userinfo {
-            Some(userinfo) => {
-                let (user, password) = match memchr::memchr(b':', userinfo) {
-                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
-                    None => (userinfo, None),
-                };
-                if user.is_empty() {
-                    return Err(UriError("empty user part in URI"));
-                }
-                uri.user = Some(user);
-                uri.password = password;
+        if let Some(userinfo) = userinfo {
+            let (user, password) = match find_byte(userinfo, 0, b':') {
+                Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+                None => (userinfo, None),
+            };
+            if user.is_empty() {
+                return Err(UriError("empty user part in URI"));
             }
-            None => {}
+            uri.user = Some(user);
+            uri.password = password;
         }
         // host [":" port] *(";" param)
-        let (host_end, after_host) = if hostpart.first() == Some(&b'[') {
+        let host_end = if hostpart.first() == Some(&b'[') {
             let close =
-                memchr::memchr(b']', hostpart).ok_or(UriError("unterminated IPv6 reference"))?;
-            (close + 1, close + 1)
+                find_byte(hostpart, 0, b']').ok_or(UriError("unterminated IPv6 reference"))?;
+            let inner = &hostpart[1..close];
+            if inner.is_empty()
+                || !inner
+                    .iter()
+                    .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'))
+            {
+                return Err(UriError("bad host in URI"));
+            }
+            close + 1
         } else {
-            let e = hostpart
+            // The host ends at ':' or ';'; any other character that is not
+            // a host character makes it a bad host.
+            let k = hostpart
                 .iter()
-                .position(|&c| c == b':' || c == b';')
+                .position(|&c| !HOST[c as usize])
                 .unwrap_or(hostpart.len());
-            (e, e)
+            if k == 0 && matches!(hostpart.first(), None | Some(b':' | b';')) {
+                return Err(UriError("URI without host"));
+            }
+            if k < hostpart.len() && !matches!(hostpart[k], b':' | b';') {
+                return Err(UriError("bad host in URI"));
+            }
+            k
         };
         uri.host = &hostpart[..host_end];
-        if uri.host.is_empty() {
-            return Err(UriError("URI without host"));
-        }
-        if !valid_host(uri.host) {
-            return Err(UriError("bad host in URI"));
-        }
-        let mut i = after_host;
+        let mut i = host_end;
         if hostpart.get(i) == Some(&b':') {
             let p_start = i + 1;
             let p_end = hostpart[p_start..]
@@ -167,16 +174,16 @@ pub fn strip_brackets(h: &[u8]) -> &[u8] {
     }
 }
 
-fn valid_host(h: &[u8]) -> bool {
-    if let [b'[', inner @ .., b']'] = h {
-        return !inner.is_empty()
-            && inner
-                .iter()
-                .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.'));
+/// Host name characters: alphanumerics and `-._`.
+static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
+        c += 1;
     }
-    h.iter()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-}
+    t
+};
 
 #[cfg(test)]
 mod tests {

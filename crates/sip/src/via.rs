@@ -1,7 +1,7 @@
 //! Via header values (RFC 3261 20.42, RFC 3581).
 
 use crate::params::Params;
-use crate::scan::{is_lws, is_token, parse_u64, skip_lws};
+use crate::scan::{find_byte, is_token, parse_u64, skip_lws};
 use crate::Transport;
 
 /// The RFC 3261 magic cookie that starts every compliant branch.
@@ -21,17 +21,33 @@ impl<'a> Via<'a> {
     /// Parse one Via value (already cut at commas). LWS is allowed around
     /// the slashes, and folding anywhere LWS is.
     pub fn parse(s: &'a [u8]) -> Result<Via<'a>, &'static str> {
+        Self::parse_each(s, |_, _| {})
+    }
+
+    /// [`Via::parse`], handing every parameter to `f` as it is checked.
+    pub(crate) fn parse_each(
+        s: &'a [u8],
+        f: impl FnMut(&'a [u8], Option<&'a [u8]>),
+    ) -> Result<Via<'a>, &'static str> {
         let mut i = skip_lws(s, 0);
-        let (name, j) = token(s, i);
-        if !name.eq_ignore_ascii_case(b"SIP") {
-            return Err("Via protocol is not SIP");
+        if s.len() >= i + 8
+            && s[i..i + 4].eq_ignore_ascii_case(b"SIP/")
+            && &s[i + 4..i + 8] == b"2.0/"
+        {
+            // The usual `SIP/2.0/`: what the checks below accept.
+            i = skip_lws(s, i + 8);
+        } else {
+            let (name, j) = token(s, i);
+            if !name.eq_ignore_ascii_case(b"SIP") {
+                return Err("Via protocol is not SIP");
+            }
+            i = expect_slash(s, j)?;
+            let (version, j) = token(s, i);
+            if version != b"2.0" {
+                return Err("Via with a SIP version other than 2.0");
+            }
+            i = expect_slash(s, j)?;
         }
-        i = expect_slash(s, j)?;
-        let (version, j) = token(s, i);
-        if version != b"2.0" {
-            return Err("Via with a SIP version other than 2.0");
-        }
-        i = expect_slash(s, j)?;
         let (transport_raw, j) = token(s, i);
         if transport_raw.is_empty() {
             return Err("Via without transport");
@@ -43,11 +59,9 @@ impl<'a> Via<'a> {
         // sent-by: host [":" port]
         let host_start = i;
         if s.get(i) == Some(&b'[') {
-            i = memchr::memchr(b']', &s[i..]).ok_or("unterminated IPv6 reference in Via")? + i + 1;
+            i = find_byte(s, i, b']').ok_or("unterminated IPv6 reference in Via")? + 1;
         } else {
-            while i < s.len()
-                && (s[i].is_ascii_alphanumeric() || matches!(s[i], b'-' | b'.' | b'_'))
-            {
+            while i < s.len() && HOST[s[i] as usize] {
                 i += 1;
             }
         }
@@ -67,7 +81,7 @@ impl<'a> Via<'a> {
             i = p_end;
         }
         let params = Params::new(&s[i..]);
-        params.validate()?;
+        params.validate_each(f)?;
         Ok(Via {
             transport_raw,
             host,
@@ -119,9 +133,20 @@ impl<'a> Via<'a> {
     }
 }
 
+/// Host name characters in a Via sent-by: alphanumerics and `-._`.
+static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
+        c += 1;
+    }
+    t
+};
+
 fn token(s: &[u8], mut i: usize) -> (&[u8], usize) {
     let start = i;
-    while i < s.len() && is_token(s[i]) && !is_lws(s[i]) {
+    while i < s.len() && is_token(s[i]) {
         i += 1;
     }
     (&s[start..i], i)

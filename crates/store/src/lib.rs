@@ -211,7 +211,7 @@ pub struct StoreConfig {
     /// Durability level; see [`Durability`].
     pub durability: Durability,
     /// [`Durability::Buffered`]: interval of the background fdatasync, in ms
-    /// (default 5). Bounds what a power loss can take.
+    /// (default 50). Bounds what a power loss can take.
     pub sync_interval_ms: u64,
     /// Soft limit on the store's disk use, in bytes (allocated blocks of the
     /// directory, checked at most once a second). Above it, puts are refused
@@ -224,13 +224,13 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// Default configuration for a store in `path`: buffered, 5 ms sync
+    /// Default configuration for a store in `path`: buffered, 50 ms sync
     /// interval, no disk limit.
     pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             path: path.into(),
             durability: Durability::Buffered,
-            sync_interval_ms: 5,
+            sync_interval_ms: 50,
             max_disk_bytes: None,
             memtable_bytes: None,
         }

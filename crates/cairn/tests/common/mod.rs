@@ -567,6 +567,67 @@ pub fn uac_expect(code: u16) -> PathBuf {
     path
 }
 
+/// A copy of `uac_cancel.xml` whose caller lets the call ring `ms`
+/// milliseconds (instead of 200) before it sends its CANCEL.
+pub fn uac_cancel_after(ms: u64) -> PathBuf {
+    const PAUSE: &str = "<pause milliseconds=\"200\"/>";
+    let src = fs::read_to_string(scenario("uac_cancel.xml")).unwrap();
+    assert_eq!(
+        src.matches(PAUSE).count(),
+        1,
+        "uac_cancel.xml must have exactly one {PAUSE}"
+    );
+    let out = src.replace(PAUSE, &format!("<pause milliseconds=\"{ms}\"/>"));
+    let path = test_dir(&format!("scenario-cancel-{ms}")).join(format!("uac_cancel_{ms}.xml"));
+    fs::write(&path, out).unwrap();
+    path
+}
+
+/// Each CANCEL a gateway received, with the INVITE of the same call it received before.
+pub fn cancels_with_invites(gw: &SippResult) -> Vec<(SipMsg, SipMsg)> {
+    gw.received_requests("CANCEL")
+        .into_iter()
+        .map(|c| {
+            let inv = gw
+                .received_requests("INVITE")
+                .into_iter()
+                .find(|i| i.call_id() == c.call_id())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: a CANCEL for a call whose INVITE it never got:\n{}",
+                        gw.name, c.text
+                    )
+                });
+            (c.clone(), inv.clone())
+        })
+        .collect()
+}
+
+/// A CANCEL as RFC 3261 9.1 builds it from the INVITE it cancels.
+#[track_caller]
+pub fn assert_cancel_matches(c: &SipMsg, inv: &SipMsg) {
+    assert_eq!(
+        c.request_uri(),
+        inv.request_uri(),
+        "{}\n{}",
+        inv.text,
+        c.text
+    );
+    assert_eq!(
+        c.top_via_branch(),
+        inv.top_via_branch(),
+        "{}\n{}",
+        inv.text,
+        c.text
+    );
+    assert_eq!(c.call_id(), inv.call_id());
+    assert_eq!(c.cseq().map(|x| x.0), inv.cseq().map(|x| x.0));
+    assert_eq!(c.cseq().map(|x| x.1), Some("CANCEL".to_string()));
+    assert_eq!(c.vias().len(), 1, "one Via, the branch's:\n{}", c.text);
+    assert_eq!(c.header("From"), inv.header("From"));
+    assert_eq!(c.header("To"), inv.header("To"));
+}
+
 /// Per-process counter for SIPp's control (-cp) and media (-mp) ports, so
 /// several SIPp instances on one test IP do not collide.
 static SIPP_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -1567,12 +1628,26 @@ impl Cairn {
 /// `Some((status, body))`, `None` if it cannot be reached or answers
 /// nothing within 5 s.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path)
+}
+
+/// `POST path` with no body, as [`http_get`].
+pub fn http_post(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "POST", path)
+}
+
+fn http_request(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let body = if method == "GET" {
+        ""
+    } else {
+        "Content-Length: 0\r\n"
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{body}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = Vec::new();
