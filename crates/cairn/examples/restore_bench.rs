@@ -203,7 +203,9 @@ fn generate(a: &Args) {
                     }
                     Output::Forget { space, key } => store.forget(space, key),
                     Output::Transmit(_) => sends += 1,
-                    Output::Lookup { .. } | Output::ProbeResponse { .. } | Output::FindOwner { .. } => {}
+                    Output::Lookup { .. }
+                    | Output::ProbeResponse { .. }
+                    | Output::FindOwner { .. } => {}
                 }
             }
             store.commit(&mut m);

@@ -1074,6 +1074,8 @@ mod tests {
             source: "127.0.0.1:40000".parse().unwrap(),
             call_id: b"x",
             now_unix_ms: 0,
+            transport: cairn_sip::Transport::Udp,
+            request: None,
         };
         let Decision::Forward(plan) = c.routing.route(&input) else {
             panic!("INVITE is forwarded")
@@ -1381,7 +1383,7 @@ no_match = { code = 480 }
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\ndestination_set = \"gateways\"\nrespond = { code = 403, reason = \"Forbidden\" }\n"),
             "rule[0]",
-            "set destination_set, respond, lookup or lcr, not both destination_set and respond",
+            "set destination_set, respond, lookup, lcr or script, not both destination_set and respond",
         );
         assert_bad(
             &with_gateways("[[rule]]\nname = \"r\"\nmethods = [\"INVITE\"]\n"),

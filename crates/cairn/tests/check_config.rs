@@ -118,3 +118,41 @@ fn bad_config_does_not_start() {
         "the error should name \"algorithm\":\n{out}"
     );
 }
+
+/// A rule's script is found next to the configuration file; a script that
+/// does not compile is a configuration error naming the key, the TOML line
+/// and the script's own file and line; a bad manipulation key is named.
+#[test]
+fn scripts_and_manipulation_keys_are_checked() {
+    let path = variant(
+        "destination_set = \"gateways\"\n# ring_timeout_ms",
+        "script = { file = \"route.lua\" }\n# ring_timeout_ms",
+    );
+    let dir = path.parent().unwrap();
+    std::fs::write(
+        dir.join("route.lua"),
+        "function route()\n  return 'gateways'\nend\n",
+    )
+    .unwrap();
+    let (st, out) = check(&path);
+    assert!(st.success(), "a good script is accepted ({st}):\n{out}");
+
+    std::fs::write(
+        dir.join("route.lua"),
+        "function route()\n  return 'gateways' +\nend\n",
+    )
+    .unwrap();
+    let (st, out) = check(&path);
+    assert!(!st.success(), "a broken script is refused:\n{out}");
+    assert!(out.contains("rule[0].script.file"), "{out}");
+    assert!(
+        out.contains("route.lua:3: unexpected symbol near 'end'"),
+        "{out}"
+    );
+
+    let path = variant(
+        "destination_set = \"gateways\"\n# ring_timeout_ms",
+        "destination_set = \"gateways\"\nremove_headers = [\"Call-ID\"]\n# ring_timeout_ms",
+    );
+    assert_rejected_naming(&path, "rule[0].remove_headers[0]");
+}

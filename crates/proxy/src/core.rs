@@ -15,7 +15,9 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 use tracing::{debug, info, warn};
 
-use cairn_routing::{Decision, Failover, ForkMode, Lookup, Plan, Policy, RouteInput, Target};
+use cairn_routing::{
+    Decision, Failover, ForkMode, Lookup, Manipulation, Plan, Policy, RouteInput, Target,
+};
 use cairn_sip::{build, Editor, HeaderName, Limits, Message, Method, Scheme, Transport, Uri};
 use cairn_transaction::{
     Action, ClientInvite, ClientKey, ClientNonInvite, Disposition, Failure, Millis, ServerInvite,
@@ -309,6 +311,8 @@ struct Context {
     /// The rule and destination set that routed the request.
     rule: Option<Arc<str>>,
     set: Option<Arc<str>>,
+    /// The rule's changes to the request, on every branch.
+    manipulation: Option<Arc<Manipulation>>,
 }
 
 enum ClientMachine {
@@ -701,6 +705,7 @@ impl Proxy {
         ctx.ring_timeout = plan.ring_timeout_ms;
         ctx.rule = Some(plan.rule);
         ctx.set = Some(plan.set);
+        ctx.manipulation = plan.manipulation;
         ctx
     }
 
@@ -848,6 +853,8 @@ impl Proxy {
             source: s.peer.addr,
             call_id: req.call_id(),
             now_unix_ms: now,
+            transport: s.peer.transport,
+            request: Some(req),
         });
         match decision {
             Decision::Respond { code, reason } => respond(code, &reason),
@@ -931,18 +938,12 @@ impl Proxy {
             branch_id
         );
         let mut e = Editor::new(req);
-        // Request-URI: strict-router fix, then the target's rewrite.
-        let mut new_ruri = ctx.edits.strict_ruri.clone();
-        if target.rewrite_ruri_host {
-            let base = new_ruri
-                .clone()
-                .unwrap_or_else(|| Bytes::copy_from_slice(req.request_uri_bytes()));
-            if let Some(r) = rewrite_host(&base, target.addr) {
-                new_ruri = Some(r);
-            }
+        let manipulation = ctx.manipulation.as_deref();
+        if let Some(r) = branch_ruri(req, ctx.edits.strict_ruri.as_ref(), manipulation, &target) {
+            e.set_request_uri(&r);
         }
-        if let Some(r) = &new_ruri {
-            e.set_request_uri(r);
+        if let Some(m) = manipulation {
+            m.edit_headers(&mut e);
         }
         if ctx.edits.strict_ruri.is_some() {
             e.remove_last_route();
@@ -1096,7 +1097,7 @@ impl Proxy {
         let Some(target) = target_from_uri(&next) else {
             return;
         };
-        self.send_stateless(&msg, peer, &target, true);
+        self.send_stateless(&msg, peer, &target, true, None);
     }
 
     /// A CANCEL that matched nothing, forwarded statelessly where the
@@ -1111,16 +1112,24 @@ impl Proxy {
                 source: peer.addr,
                 call_id: req.call_id(),
                 now_unix_ms: now,
+                transport: peer.transport,
+                request: Some(req),
             });
             match decision {
-                Decision::Forward(plan) => plan.targets.into_iter().next(),
+                Decision::Forward(plan) => plan
+                    .targets
+                    .into_iter()
+                    .next()
+                    .map(|t| (t, plan.manipulation)),
                 _ => None,
             }
         });
         match target {
-            Some(t) => {
+            Some((t, manipulation)) => {
                 let pop = self.first_route_is_local(req);
-                self.send_stateless(req, peer, &t, pop)
+                // The same Request-URI as the INVITE got from the same rule.
+                let ruri = branch_ruri(req, None, manipulation.as_deref(), &t);
+                self.send_stateless(req, peer, &t, pop, ruri.as_deref())
             }
             None => self.reply_stateless(req, peer, 481, "Call/Transaction Does Not Exist"),
         }
@@ -1133,6 +1142,7 @@ impl Proxy {
         peer: Peer,
         target: &cairn_routing::Target,
         pop_route: bool,
+        ruri: Option<&[u8]>,
     ) {
         let Some(out_local) = self.cfg.local_for(target.transport, target.addr) else {
             return;
@@ -1153,6 +1163,9 @@ impl Proxy {
             branch_id
         );
         let mut e = Editor::new(msg);
+        if let Some(r) = ruri {
+            e.set_request_uri(r);
+        }
         if pop_route {
             e.pop_route();
         }
@@ -2127,6 +2140,10 @@ impl Proxy {
             ring_timeout: ctx.ring_timeout,
             rule: ctx.rule.as_ref().map(|r| r.to_string()),
             set: ctx.set.as_ref().map(|r| r.to_string()),
+            manipulation: ctx
+                .manipulation
+                .as_deref()
+                .map(persist::ManipulationRecord::of),
             branches,
             expires_at,
             state,
@@ -2329,6 +2346,7 @@ impl Proxy {
             ctx.ring_timeout = c.ring_timeout;
             ctx.rule = c.rule.map(Arc::from);
             ctx.set = c.set.map(Arc::from);
+            ctx.manipulation = c.manipulation.map(|m| Arc::new(m.into_manipulation()));
             for (bi, b) in c.branches.into_iter().enumerate() {
                 let client = self.next_id;
                 self.next_id += 1;
@@ -2710,6 +2728,7 @@ impl Context {
             ring_timeout: None,
             rule: None,
             set: None,
+            manipulation: None,
         }
     }
 }
@@ -2800,6 +2819,31 @@ impl<'a> UriExt<'a> for Uri<'a> {
     fn maddr(&self) -> Option<&'a [u8]> {
         self.param("maddr").flatten()
     }
+}
+
+/// The Request-URI of a branch to `target`, if it differs from the request's: the
+/// strict-router fix (16.4), then the rule's manipulation, then the destination's
+/// `rewrite_ruri_host` (the gateway's address as host:port).
+fn branch_ruri(
+    req: &Message,
+    strict_ruri: Option<&Bytes>,
+    manipulation: Option<&Manipulation>,
+    target: &Target,
+) -> Option<Bytes> {
+    let mut ruri = strict_ruri.cloned();
+    if let Some(m) = manipulation {
+        let base = ruri.as_deref().unwrap_or(req.request_uri_bytes());
+        if let Some(r) = m.rewrite_ruri(base) {
+            ruri = Some(Bytes::from(r));
+        }
+    }
+    if target.rewrite_ruri_host {
+        let base = ruri.as_deref().unwrap_or(req.request_uri_bytes());
+        if let Some(r) = rewrite_host(base, target.addr) {
+            ruri = Some(r);
+        }
+    }
+    ruri
 }
 
 /// The Request-URI with its host:port replaced by `addr`.

@@ -30,8 +30,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The current record format.
-pub const VERSION: u8 = 4;
+/// The current record format (5: the rule's manipulation of the request).
+pub const VERSION: u8 = 5;
 /// Kind byte of a base record.
 pub const KIND_BASE: u8 = 0;
 /// Kind byte of a state record.
@@ -80,6 +80,45 @@ pub struct CtxRecord {
     pub ring_timeout: Option<u64>,
     pub rule: Option<String>,
     pub set: Option<String>,
+    /// How the request is changed on branches still to be sent (failover after a restart).
+    pub manipulation: Option<ManipulationRecord>,
+}
+
+/// A [`cairn_routing::Manipulation`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManipulationRecord {
+    pub ruri_user: Option<String>,
+    pub ruri_host: Option<String>,
+    pub add_headers: Vec<(String, String)>,
+    pub remove_headers: Vec<String>,
+}
+
+impl ManipulationRecord {
+    pub(crate) fn of(m: &cairn_routing::Manipulation) -> ManipulationRecord {
+        ManipulationRecord {
+            ruri_user: m.ruri_user.as_deref().map(str::to_owned),
+            ruri_host: m.ruri_host.as_deref().map(str::to_owned),
+            add_headers: m
+                .add_headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            remove_headers: m.remove_headers.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    pub(crate) fn into_manipulation(self) -> cairn_routing::Manipulation {
+        cairn_routing::Manipulation {
+            ruri_user: self.ruri_user.map(Into::into),
+            ruri_host: self.ruri_host.map(Into::into),
+            add_headers: self
+                .add_headers
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+            remove_headers: self.remove_headers.into_iter().map(Into::into).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +184,8 @@ pub struct BaseRecord<'a> {
     pub ring_timeout: Option<u64>,
     pub rule: Option<String>,
     pub set: Option<String>,
+    /// How the request is changed on branches still to be sent (failover after a restart).
+    pub manipulation: Option<ManipulationRecord>,
     pub branches: Vec<BranchBase<'a>>,
     /// Until when the base is kept: past every deadline the state can
     /// reach without the base being written again.
@@ -335,6 +376,7 @@ pub fn merge(b: BaseRecord<'_>, s: Option<StateRecord<'_>>) -> Option<TxnRecord>
             ring_timeout: b.ring_timeout,
             rule: b.rule,
             set: b.set,
+            manipulation: b.manipulation,
         }),
         expires_at: s.expires_at.min(b.expires_at),
     })

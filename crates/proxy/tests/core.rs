@@ -77,6 +77,13 @@ impl World {
         }
     }
 
+    /// A world routing with `policy` instead of the default one.
+    fn with_policy(policy: Policy) -> World {
+        let mut w = Self::new(Algorithm::RoundRobin);
+        w.proxy.set_policy(Arc::new(policy));
+        w
+    }
+
     fn send(&mut self, from: &str, msg: &str) {
         self.send_t(from, Transport::Udp, msg)
     }
@@ -802,4 +809,149 @@ fn a_new_policy_counts_the_dialogs_in_flight_at_their_destinations() {
         (dialogs(&new, 0), dialogs(&new, 1), dialogs(&new, 2)),
         (0, 0, 0)
     );
+}
+
+/// A rule that rewrites the Request-URI and edits headers: every branch of
+/// the INVITE carries the changes (a destination's `rewrite_ruri_host`
+/// comes after the rule's host), and the CANCEL of a branch has the
+/// Request-URI and branch of the INVITE as sent on that branch.
+#[test]
+fn manipulation_reaches_every_branch_and_the_cancel() {
+    let mut set = DestinationSetConfig::new(
+        "gw",
+        Algorithm::Priority,
+        &[&format!("sip:{GW1}"), &format!("sip:{GW2}")],
+    );
+    set.destinations[1].rewrite_ruri_host = Some(true);
+    let cfg = RoutingConfig {
+        destination_sets: vec![set],
+        rules: vec![RuleConfig {
+            name: "lb".into(),
+            destination_set: Some("gw".into()),
+            set_ruri_user: Some("004930123".into()),
+            set_ruri_host: Some("carrier.example.net:5090".into()),
+            add_headers: Some(StringList(vec!["X-Lb: cairn".into()])),
+            remove_headers: Some(StringList(vec!["X-Secret".into(), "subject".into()])),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut w = World::with_policy(Policy::build(&cfg).unwrap());
+    let inv = invite("m1", "z9hG4bK-m1").replace(
+        "Content-Type:",
+        "X-Secret: s3cr3t\r\nx-secret: again\r\ns: private\r\nContent-Type:",
+    );
+    w.send(CALLER, &inv);
+    let out = w.out();
+    assert_eq!(out.len(), 2);
+    let first = parse(&out[1]);
+    assert_eq!(out[1].dest, addr(GW1));
+    assert_eq!(
+        text(first.request_uri_bytes()),
+        "sip:004930123@carrier.example.net:5090"
+    );
+    let first_text = text(first.as_bytes());
+    assert!(
+        !first_text.to_ascii_lowercase().contains("x-secret"),
+        "{first_text}"
+    );
+    assert!(!first_text.contains("s: private"), "{first_text}");
+    assert_eq!(first.headers_by_name(b"X-Lb").count(), 1, "{first_text}");
+    assert_eq!(first.body(), b"v=0\n");
+
+    // GW1 is busy: the second branch gets the same changes, with GW2's own
+    // address as host (its rewrite_ruri_host).
+    w.send(GW1, &reply(&first, 503, "Service Unavailable", "g1"));
+    let out = w.out();
+    let second = out
+        .iter()
+        .find(|t| t.dest == addr(GW2))
+        .map(parse)
+        .expect("INVITE to GW2");
+    assert_eq!(
+        text(second.request_uri_bytes()),
+        format!("sip:004930123@{GW2}")
+    );
+    assert_eq!(second.headers_by_name(b"X-Lb").count(), 1);
+    assert_eq!(second.headers_by_name(b"X-Secret").count(), 0);
+
+    // The caller gives up after the 180: the CANCEL names the INVITE's
+    // Request-URI and branch on GW2.
+    w.send(GW2, &reply(&second, 180, "Ringing", "g2"));
+    let _ = w.out();
+    let cancel = "CANCEL sip:+15551234@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5061;branch=z9hG4bK-m1;rport\r\nMax-Forwards: 70\r\nFrom: \"Alice\" <sip:alice@example.org>;tag=a1\r\nTo: <sip:+15551234@example.com>\r\nCall-ID: m1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.send(CALLER, cancel);
+    let out = w.out();
+    let c = out
+        .iter()
+        .find(|t| t.dest == addr(GW2))
+        .map(parse)
+        .expect("CANCEL to GW2");
+    assert_eq!(c.method(), Method::Cancel);
+    assert_eq!(c.request_uri_bytes(), second.request_uri_bytes());
+    assert_eq!(c.branch(), second.branch());
+    assert_ne!(c.branch(), first.branch());
+}
+
+/// A Lua rule decides in the core: the script reads a header and the
+/// Request-URI user, rewrites the user and adds a header; the forwarded
+/// INVITE shows both and a script failure answers with the failure code.
+#[test]
+fn lua_rule_routes_and_manipulates_in_the_core() {
+    let dir = std::env::temp_dir().join(format!("cairn-proxy-lua-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("route.lua"),
+        format!(
+            r#"
+function route()
+    if cairn.header("X-Fail") then error("asked to fail") end
+    local user = cairn.ruri_user()
+    cairn.set_ruri_user("00" .. user:sub(2))
+    cairn.add_header("X-Caller", cairn.from_user())
+    if user:sub(1, 2) == "+1" then return {{"sip:{GW2}"}} end
+    return "gw"
+end
+"#
+        ),
+    )
+    .unwrap();
+    let mut rule = RuleConfig {
+        name: "lua".into(),
+        script: Some(cairn_routing::ScriptConfig::new("route.lua", "route")),
+        ..Default::default()
+    };
+    rule.script.as_mut().unwrap().failure =
+        Some(cairn_routing::ResponseConfig::new(503, "Script Error"));
+    let cfg = RoutingConfig {
+        destination_sets: vec![DestinationSetConfig::new(
+            "gw",
+            Algorithm::Priority,
+            &[&format!("sip:{GW1}")],
+        )],
+        rules: vec![rule],
+        base_dir: Some(dir),
+        ..Default::default()
+    };
+    let mut w = World::with_policy(Policy::build(&cfg).unwrap());
+    w.send(CALLER, &invite("l1", "z9hG4bK-l1"));
+    let out = w.out();
+    assert_eq!(out[1].dest, addr(GW2), "+1 goes to the script's target");
+    let fwd = parse(&out[1]);
+    assert_eq!(text(fwd.request_uri_bytes()), "sip:0015551234@example.com");
+    assert_eq!(
+        fwd.headers_by_name(b"X-Caller")
+            .map(|h| text(fwd.slice(h.value)))
+            .collect::<Vec<_>>(),
+        vec!["alice"]
+    );
+    w.send(
+        CALLER,
+        &invite("l2", "z9hG4bK-l2").replace("Call-ID: l2", "Call-ID: l2\r\nX-Fail: yes"),
+    );
+    let out = w.out();
+    let last = parse(out.last().unwrap());
+    assert_eq!(last.status(), Some(503));
+    assert_eq!(last.reason_phrase(), b"Script Error");
+    assert_eq!(w.proxy.policy().script_errors(), 1);
 }

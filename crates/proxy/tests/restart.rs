@@ -37,6 +37,17 @@ struct Node {
 }
 
 fn new_proxy(algorithm: Algorithm) -> Proxy {
+    proxy_with_rule(
+        algorithm,
+        RuleConfig {
+            name: "all".into(),
+            destination_set: Some("gw".into()),
+            ..Default::default()
+        },
+    )
+}
+
+fn proxy_with_rule(algorithm: Algorithm, rule: RuleConfig) -> Proxy {
     let mut set = DestinationSetConfig::new(
         "gw",
         algorithm,
@@ -45,11 +56,7 @@ fn new_proxy(algorithm: Algorithm) -> Proxy {
     set.destinations[0].max_dialogs = Some(1);
     let cfg = RoutingConfig {
         destination_sets: vec![set],
-        rules: vec![RuleConfig {
-            name: "all".into(),
-            destination_set: Some("gw".into()),
-            ..Default::default()
-        }],
+        rules: vec![rule],
         routing: RoutingSection::default(),
         ..Default::default()
     };
@@ -507,4 +514,32 @@ fn a_full_destination_is_skipped() {
     n.send(CALLER, &in_dialog("BYE", "m1", 2, "g1"));
     let out = n.send(CALLER, &invite("m3"));
     assert_eq!(invites_to(&out).pop().unwrap().0, addr(GW1));
+}
+
+/// The rule's manipulation is part of the record: a branch started after a
+/// restart (failover) carries it, although the restarted proxy's rule no
+/// longer has it.
+#[test]
+fn manipulation_survives_a_restart() {
+    let mut n = Node::new(Algorithm::RoundRobin);
+    n.proxy = proxy_with_rule(
+        Algorithm::RoundRobin,
+        RuleConfig {
+            name: "all".into(),
+            destination_set: Some("gw".into()),
+            set_ruri_user: Some("carol".into()),
+            add_headers: Some(vec!["X-Lb: 1".to_string()].into_iter().collect()),
+            ..Default::default()
+        },
+    );
+    let out = n.send(CALLER, &invite("mr1"));
+    let (dest, first) = invites_to(&out).pop().unwrap();
+    assert_eq!(dest, addr(GW1));
+    assert_eq!(text(first.request_uri_bytes()), "sip:carol@example.com");
+    n.restart(Algorithm::RoundRobin, 1_000);
+    let out = n.send(GW1, &reply(&first, 503, "g1"));
+    let (dest, second) = invites_to(&out).pop().expect("failover INVITE");
+    assert_eq!(dest, addr(GW2));
+    assert_eq!(text(second.request_uri_bytes()), "sip:carol@example.com");
+    assert_eq!(second.headers_by_name(b"X-Lb").count(), 1);
 }

@@ -244,6 +244,8 @@ fn main() {
             source: "192.0.2.1:5060".parse().unwrap(),
             call_id: b"a84b4c76e66710@pc33.atlanta.com",
             now_unix_ms: 1_790_000_000_000,
+            transport: cairn_sip::Transport::Udp,
+            request: None,
         };
         if let Decision::Forward(plan) = black_box(policy.route(black_box(&input))) {
             targets += plan.targets.len();

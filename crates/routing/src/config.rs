@@ -187,7 +187,63 @@ pub struct RuleConfig {
     /// this long after it was sent is CANCELed (Reason 480) and the call fails over.
     #[serde(default)]
     pub ring_timeout_ms: Option<u64>,
+    /// Action: a Lua function decides (a destination set, targets or a response).
+    #[serde(default)]
+    pub script: Option<ScriptConfig>,
+    /// Manipulation of the forwarded request: the new Request-URI user part (`""` removes
+    /// it).
+    #[serde(default)]
+    pub set_ruri_user: Option<String>,
+    /// Manipulation: the new Request-URI host, with an optional port (`"gw.example.com"`,
+    /// `"192.0.2.10:5080"`, `"[2001:db8::1]:5080"`); the old port goes with the old host.
+    #[serde(default)]
+    pub set_ruri_host: Option<String>,
+    /// Manipulation: header lines added to the forwarded request (`"X-Foo: bar"`), after
+    /// `remove_headers` took effect.
+    #[serde(default)]
+    pub add_headers: Option<StringList>,
+    /// Manipulation: header names removed from the forwarded request (case-insensitive,
+    /// compact forms included).
+    #[serde(default)]
+    pub remove_headers: Option<StringList>,
 }
+
+/// `rule.script`: a Lua function decides where the request goes.
+/// `script = { file = "route.lua", function = "route", failure = { code = 500 } }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// The Lua file, relative to [`RoutingConfig::base_dir`] (the configuration file's
+    /// directory).
+    pub file: String,
+    /// The global function of the file that decides. Default `"route"`.
+    #[serde(default = "default_script_function")]
+    pub function: String,
+    /// The answer when the script fails at run time (an error, a limit, a bad return
+    /// value). Default 500 "Server Internal Error".
+    #[serde(default)]
+    pub failure: Option<ResponseConfig>,
+}
+
+impl ScriptConfig {
+    /// A script rule calling `function` of `file`, with the default failure response.
+    pub fn new(file: &str, function: &str) -> ScriptConfig {
+        ScriptConfig {
+            file: file.to_owned(),
+            function: function.to_owned(),
+            failure: None,
+        }
+    }
+}
+
+fn default_script_function() -> String {
+    "route".to_owned()
+}
+
+/// The default `routing.script_max_instructions`.
+pub const DEFAULT_SCRIPT_MAX_INSTRUCTIONS: u64 = 1_000_000;
+/// The default `routing.script_max_memory_kb` (16 MiB).
+pub const DEFAULT_SCRIPT_MAX_MEMORY_KB: u64 = 16 * 1024;
 
 /// `rule.lookup`: ask an external HTTP service where to send the request.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -253,14 +309,31 @@ pub struct RoutingSection {
     /// The answer to a request no rule matches. Default 404 "Not Found".
     #[serde(default = "default_no_match")]
     pub no_match: ResponseConfig,
+    /// The most Lua VM instructions one script call may run (counted in steps of
+    /// 1000); past it the call fails. Default 1,000,000.
+    #[serde(default = "default_script_max_instructions")]
+    pub script_max_instructions: u64,
+    /// The most memory the Lua state of the scripts may hold, in KiB. Default 16384.
+    #[serde(default = "default_script_max_memory_kb")]
+    pub script_max_memory_kb: u64,
 }
 
 impl Default for RoutingSection {
     fn default() -> Self {
         RoutingSection {
             no_match: default_no_match(),
+            script_max_instructions: DEFAULT_SCRIPT_MAX_INSTRUCTIONS,
+            script_max_memory_kb: DEFAULT_SCRIPT_MAX_MEMORY_KB,
         }
     }
+}
+
+fn default_script_max_instructions() -> u64 {
+    DEFAULT_SCRIPT_MAX_INSTRUCTIONS
+}
+
+fn default_script_max_memory_kb() -> u64 {
+    DEFAULT_SCRIPT_MAX_MEMORY_KB
 }
 
 /// A list of strings that may also be written as a single string

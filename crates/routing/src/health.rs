@@ -620,6 +620,8 @@ mod tests {
             source: "192.0.2.1:5060".parse().unwrap(),
             call_id: b"c",
             now_unix_ms: 0,
+            transport: cairn_sip::Transport::Udp,
+            request: None,
         };
         match p.route(&input) {
             Decision::Forward(plan) => plan.targets.iter().map(|t| t.name.to_string()).collect(),

@@ -21,6 +21,8 @@ fn input<'a>(user: Option<&'a str>, call_id: &'a [u8]) -> RouteInput<'a> {
         source: "198.51.100.7:5060".parse().unwrap(),
         call_id,
         now_unix_ms: 1_790_000_000_000,
+        transport: cairn_sip::Transport::Udp,
+        request: None,
     }
 }
 
@@ -283,7 +285,7 @@ fn equal_priorities_in_weighted_random_order() {
 }
 
 /// A fresh directory for one test's files (removed by the test when it passes).
-fn tmp_dir(name: &str) -> PathBuf {
+pub(crate) fn tmp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cairn-routing-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -484,7 +486,7 @@ fn build_errors_name_the_key() {
         ),
         (
             Box::new(|c| c.rules[0].destination_set = Some("a".into())),
-            "rule[0]: a rule has exactly one action: set destination_set, respond, lookup or lcr, not both destination_set and lcr",
+            "rule[0]: a rule has exactly one action: set destination_set, respond, lookup, lcr or script, not both destination_set and lcr",
         ),
         (
             Box::new(|c| c.rules[0].time = Some(TimeConditions(vec![]))),

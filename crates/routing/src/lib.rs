@@ -20,7 +20,7 @@
 //! let input = RouteInput {
 //!     method: "INVITE", ruri_user: Some("alice"), ruri_host: "example.com", ruri_port: None,
 //!     source: "198.51.100.7:5060".parse().unwrap(), call_id: b"abc@host",
-//!     now_unix_ms: 1_790_000_000_000,
+//!     now_unix_ms: 1_790_000_000_000, transport: cairn_sip::Transport::Udp, request: None,
 //! };
 //! let Decision::Forward(plan) = policy.route(&input) else { panic!() };
 //! assert_eq!(plan.targets.len(), 2);
@@ -43,10 +43,12 @@ mod health;
 pub mod host;
 mod lcr;
 mod lookup;
+mod manip;
 mod policy;
 mod prefix;
 mod reason;
 mod rng;
+mod script;
 mod set;
 mod time;
 mod uri;
@@ -55,8 +57,8 @@ pub use cidr::Cidr;
 pub use config::{
     Algorithm, CarrierConfig, CodePattern, DestinationConfig, DestinationSetConfig, HealthConfig,
     LcrConfig, LcrPrefixConfig, LookupConfig, NormalizeRule, ResponseConfig, RoutingConfig,
-    RoutingSection, RuleConfig, StringList, TimeConditions, TimeWindowConfig,
-    DEFAULT_LOOKUP_TIMEOUT_MS,
+    RoutingSection, RuleConfig, ScriptConfig, StringList, TimeConditions, TimeWindowConfig,
+    DEFAULT_LOOKUP_TIMEOUT_MS, DEFAULT_SCRIPT_MAX_INSTRUCTIONS, DEFAULT_SCRIPT_MAX_MEMORY_KB,
 };
 pub use error::{BuildError, KeyPath, PathSegment};
 pub use failover::{CodeSet, Failover};
@@ -73,16 +75,23 @@ pub use lcr::{
 pub use lookup::{
     LookupAnswer, LookupError, LookupMode, MAX_LOOKUP_TARGETS, MAX_LOOKUP_TIMEOUT_MS,
 };
+pub use manip::Manipulation;
 pub use policy::{
-    Action, Decision, ForkMode, Lookup, LookupAction, Plan, Policy, RouteInput, Rule, Target,
-    LOOKUP_SET_NAME, MAX_RING_TIMEOUT_MS,
+    Action, Decision, ForkMode, Lookup, LookupAction, Plan, Policy, RouteInput, Rule, ScriptAction,
+    Target, LOOKUP_SET_NAME, MAX_RING_TIMEOUT_MS,
 };
 pub use reason::{check_reason_value, standard_reason};
 pub use rng::stable_hash;
+pub use script::{
+    MAX_SCRIPT_TARGETS, SCRIPT_HOOK_STEP, SCRIPT_INSTRUCTIONS_RANGE, SCRIPT_MEMORY_KB_RANGE,
+    SCRIPT_SET_NAME,
+};
 pub use set::{Destination, DestinationSet, DestinationState};
 pub use time::TimeWindow;
 
 #[cfg(test)]
 mod lcr_tests;
+#[cfg(test)]
+mod script_tests;
 #[cfg(test)]
 mod tests;

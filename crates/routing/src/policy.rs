@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use cairn_sip::Transport;
+use cairn_sip::{Message, Transport};
 
 use crate::cidr::Cidr;
 use crate::config::{
@@ -18,8 +18,13 @@ use crate::lcr::LcrTable;
 use crate::lookup::{
     check_url, LookupAnswer, LookupError, LookupMode, MAX_LOOKUP_TARGETS, MAX_LOOKUP_TIMEOUT_MS,
 };
+use crate::manip::Manipulation;
 use crate::reason::{check_reason_value, standard_reason};
 use crate::rng::Rng;
+use crate::script::{
+    Named, ScriptDecision, ScriptEngine, SCRIPT_INSTRUCTIONS_RANGE, SCRIPT_MEMORY_KB_RANGE,
+    SCRIPT_SET_NAME,
+};
 use crate::set::{Destination, DestinationSet};
 use crate::time::{any_holds, TimeWindow};
 use crate::uri::parse_destination_uri;
@@ -43,6 +48,11 @@ pub struct RouteInput<'a> {
     /// The current time, in milliseconds since the UNIX epoch (UTC), for rules with
     /// time conditions (`rule.time`). The core passes its clock; routing never reads one.
     pub now_unix_ms: u64,
+    /// The transport the request came over (for scripts: `cairn.transport()`).
+    pub transport: Transport,
+    /// The whole request, for scripts (`cairn.header()`, `cairn.from_user()`, ...);
+    /// `None`: those read nothing.
+    pub request: Option<&'a Message>,
 }
 
 /// What to do with a request.
@@ -103,6 +113,9 @@ pub struct Plan {
     /// The rule's ring timeout: a branch that has no final answer this long
     /// after it was sent is CANCELed (Reason 480) and fails over.
     pub ring_timeout_ms: Option<u64>,
+    /// How the forwarded request is changed (the rule's `set_ruri_user`, ... and what its
+    /// script set), on every branch, before a destination's `rewrite_ruri_host`.
+    pub manipulation: Option<Arc<Manipulation>>,
 }
 
 /// One destination, ready to send to.
@@ -130,6 +143,22 @@ pub enum Action {
     Lookup(LookupAction),
     /// Least-cost routing through the table at this index of [`Policy::lcr_tables`].
     Lcr { table: usize },
+    /// A Lua function decides.
+    Script(ScriptAction),
+}
+
+/// A compiled `rule.script`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptAction {
+    /// The script file (resolved path), for logs.
+    pub file: Arc<str>,
+    /// The function's name.
+    pub function: Arc<str>,
+    /// The function's index in the policy's Lua state.
+    pub(crate) index: usize,
+    /// The response when the script fails at run time.
+    pub failure_code: u16,
+    pub failure_reason: Arc<str>,
 }
 
 /// A compiled `rule.lookup`.
@@ -157,6 +186,7 @@ pub struct Rule {
     action: Action,
     cancel_reason: Option<Arc<str>>,
     ring_timeout_ms: Option<u64>,
+    manipulation: Option<Arc<Manipulation>>,
 }
 
 impl Rule {
@@ -178,6 +208,11 @@ impl Rule {
     /// The rule's `ring_timeout_ms`.
     pub fn ring_timeout_ms(&self) -> Option<u64> {
         self.ring_timeout_ms
+    }
+
+    /// The rule's manipulation of the forwarded request (`set_ruri_user`, ...).
+    pub fn manipulation(&self) -> Option<&Arc<Manipulation>> {
+        self.manipulation.as_ref()
     }
 
     /// Whether every matcher of the rule accepts the request.
@@ -219,7 +254,8 @@ impl Rule {
 }
 
 /// The routing policy compiled from configuration: `Send + Sync`, shared by every worker.
-/// [`route`](Policy::route) takes no lock and allocates only the plan's target list.
+/// [`route`](Policy::route) takes no lock and allocates only the plan's target list, except
+/// for script rules: their Lua state (one per policy) is locked for the call.
 #[derive(Debug)]
 pub struct Policy {
     sets: Box<[DestinationSet]>,
@@ -229,6 +265,8 @@ pub struct Policy {
     no_match_reason: Arc<str>,
     unavailable: Arc<str>,
     lookup_set: Arc<str>,
+    script_set: Arc<str>,
+    scripts: Option<ScriptEngine>,
     rng: Rng,
 }
 
@@ -297,6 +335,38 @@ impl Policy {
                 ));
             }
         }
+        let scripts_path = KeyPath::root("routing");
+        let max_instructions = cfg.routing.script_max_instructions;
+        let (lo, hi) = SCRIPT_INSTRUCTIONS_RANGE;
+        if !(lo..=hi).contains(&max_instructions) {
+            return Err(BuildError::new(
+                scripts_path.key("script_max_instructions"),
+                format!("{max_instructions} is out of range: expected {lo} to {hi}"),
+            ));
+        }
+        let max_memory_kb = cfg.routing.script_max_memory_kb;
+        let (lo, hi) = SCRIPT_MEMORY_KB_RANGE;
+        if !(lo..=hi).contains(&max_memory_kb) {
+            return Err(BuildError::new(
+                scripts_path.key("script_max_memory_kb"),
+                format!("{max_memory_kb} is out of range: expected {lo} to {hi} KiB"),
+            ));
+        }
+        let mut scripts = None;
+        if let Some(i) = cfg.rules.iter().position(|r| r.script.is_some()) {
+            let mut names: HashMap<Box<str>, Named> = HashMap::new();
+            for (k, set) in sets.iter().enumerate() {
+                names.insert(set.name().as_ref().into(), Named::Set(k));
+            }
+            for (k, table) in lcr.iter().enumerate() {
+                names.insert(table.name().as_ref().into(), Named::Lcr(k));
+            }
+            scripts = Some(
+                ScriptEngine::new(max_instructions, max_memory_kb, names).map_err(|m| {
+                    BuildError::new(KeyPath::root("rule").index(i).key("script"), m)
+                })?,
+            );
+        }
         let mut rules = Vec::with_capacity(cfg.rules.len());
         let mut rule_names: HashMap<&str, usize> = HashMap::new();
         for (i, r) in cfg.rules.iter().enumerate() {
@@ -307,7 +377,16 @@ impl Policy {
                     format!("duplicate rule name \"{}\" (already rule[{k}])", r.name),
                 ));
             }
-            rules.push(build_rule(r, &path, &by_name, &lcr_names, &sets)?);
+            let script = match (&r.script, scripts.as_mut()) {
+                (Some(sc), Some(engine)) => Some(build_script(
+                    sc,
+                    engine,
+                    cfg.base_dir.as_deref(),
+                    &path.key("script"),
+                )?),
+                _ => None,
+            };
+            rules.push(build_rule(r, &path, &by_name, &lcr_names, &sets, script)?);
             rule_names.insert(&r.name, i);
         }
         let (no_match_code, no_match_reason) = build_response(
@@ -322,6 +401,8 @@ impl Policy {
             no_match_reason,
             unavailable: Arc::from("Service Unavailable"),
             lookup_set: Arc::from(LOOKUP_SET_NAME),
+            script_set: Arc::from(SCRIPT_SET_NAME),
+            scripts,
             rng: Rng::from_entropy(),
         })
     }
@@ -342,32 +423,105 @@ impl Policy {
     /// Decide what to do with an initial request: rules in order, first match wins; no match
     /// gives `routing.no_match`. A matching rule whose set has every destination down gives
     /// 503 Service Unavailable.
+    ///
+    /// A script rule whose function returns `nil` lets the next rules try.
     pub fn route(&self, input: &RouteInput<'_>) -> Decision {
-        let Some((index, rule)) = self
-            .rules
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matches(input))
-        else {
-            return Decision::Respond {
-                code: self.no_match_code,
-                reason: self.no_match_reason.clone(),
+        for (index, rule) in self.rules.iter().enumerate() {
+            if !rule.matches(input) {
+                continue;
+            }
+            return match &rule.action {
+                Action::Respond { code, reason } => Decision::Respond {
+                    code: *code,
+                    reason: reason.clone(),
+                },
+                Action::Forward { set } => self.set_plan(rule, *set, input.call_id),
+                Action::Lcr { table } => self.lcr_plan(rule, *table, input),
+                Action::Lookup(l) => Decision::Lookup(Lookup {
+                    rule: rule.name.clone(),
+                    rule_index: index,
+                    url: l.url.clone(),
+                    timeout_ms: l.timeout_ms,
+                }),
+                Action::Script(action) => match self.script_decision(rule, action, input) {
+                    Some(d) => d,
+                    None => continue,
+                },
             };
-        };
-        match &rule.action {
-            Action::Respond { code, reason } => Decision::Respond {
-                code: *code,
-                reason: reason.clone(),
-            },
-            Action::Forward { set } => self.set_plan(rule, *set, input.call_id),
-            Action::Lcr { table } => self.lcr_plan(rule, *table, input),
-            Action::Lookup(l) => Decision::Lookup(Lookup {
-                rule: rule.name.clone(),
-                rule_index: index,
-                url: l.url.clone(),
-                timeout_ms: l.timeout_ms,
-            }),
         }
+        Decision::Respond {
+            code: self.no_match_code,
+            reason: self.no_match_reason.clone(),
+        }
+    }
+
+    /// Run a script rule; `None` when the script lets the next rules try.
+    fn script_decision(
+        &self,
+        rule: &Rule,
+        action: &ScriptAction,
+        input: &RouteInput<'_>,
+    ) -> Option<Decision> {
+        let failure = || Decision::Respond {
+            code: action.failure_code,
+            reason: action.failure_reason.clone(),
+        };
+        let Some(engine) = &self.scripts else {
+            return Some(failure());
+        };
+        let result = engine.run(action.index, input);
+        let decision = match result.decision {
+            Ok(ScriptDecision::Continue) => return None,
+            Ok(ScriptDecision::Respond(code, reason)) => {
+                return Some(Decision::Respond { code, reason })
+            }
+            Ok(ScriptDecision::Named(Named::Set(set))) => self.set_plan(rule, set, input.call_id),
+            Ok(ScriptDecision::Named(Named::Lcr(table))) => self.lcr_plan(rule, table, input),
+            Ok(ScriptDecision::Targets(targets, mode)) => Decision::Forward(Plan {
+                rule: rule.name.clone(),
+                set: self.script_set.clone(),
+                mode,
+                targets,
+                failover: lookup_failover(),
+                cancel_reason: rule.cancel_reason.clone(),
+                ring_timeout_ms: rule.ring_timeout_ms,
+                manipulation: rule.manipulation.clone(),
+            }),
+            Err(error) => {
+                tracing::warn!(
+                    rule = %rule.name,
+                    file = %action.file,
+                    function = %action.function,
+                    %error,
+                    code = action.failure_code,
+                    "routing script failed: answering with the rule's failure response"
+                );
+                return Some(failure());
+            }
+        };
+        let Decision::Forward(mut plan) = decision else {
+            return Some(decision);
+        };
+        if let Some(reason) = result.cancel_reason {
+            plan.cancel_reason = Some(reason);
+        }
+        if let Some(m) = result.manipulation {
+            let merged = match &rule.manipulation {
+                Some(base) => {
+                    let mut all = Manipulation::clone(base);
+                    all.merge(&m);
+                    all
+                }
+                None => m,
+            };
+            plan.manipulation = Some(Arc::new(merged));
+        }
+        Some(Decision::Forward(plan))
+    }
+
+    /// How many script calls failed at run time since the policy was built.
+    pub fn script_errors(&self) -> u64 {
+        self.scripts.as_ref().map_or(0, |s| s.errors())
     }
 
     /// The plan for a rule's destination set, or 503 when every destination is down.
@@ -388,6 +542,7 @@ impl Policy {
             failover: set.failover(),
             cancel_reason: rule.cancel_reason.clone(),
             ring_timeout_ms: rule.ring_timeout_ms,
+            manipulation: rule.manipulation.clone(),
         })
     }
 
@@ -417,6 +572,7 @@ impl Policy {
             failover: table.failover(),
             cancel_reason: rule.cancel_reason.clone(),
             ring_timeout_ms: rule.ring_timeout_ms,
+            manipulation: rule.manipulation.clone(),
         })
     }
 
@@ -514,6 +670,7 @@ impl Policy {
                     failover: lookup_failover(),
                     cancel_reason: rule.cancel_reason.clone(),
                     ring_timeout_ms: rule.ring_timeout_ms,
+                    manipulation: rule.manipulation.clone(),
                 }))
             }
         }
@@ -684,6 +841,7 @@ fn build_rule(
     sets: &HashMap<String, usize>,
     lcr: &HashMap<&str, usize>,
     compiled_sets: &[DestinationSet],
+    script: Option<ScriptAction>,
 ) -> Result<Rule, BuildError> {
     check_name(&r.name, &path.key("name"))?;
 
@@ -793,6 +951,7 @@ fn build_rule(
         r.respond.as_ref().map(|_| "respond"),
         r.lookup.as_ref().map(|_| "lookup"),
         r.lcr.as_ref().map(|_| "lcr"),
+        r.script.as_ref().map(|_| "script"),
     ]
     .into_iter()
     .flatten()
@@ -801,12 +960,14 @@ fn build_rule(
         return Err(BuildError::new(
             path.clone(),
             format!(
-                "a rule has exactly one action: set destination_set, respond, lookup or lcr, not both {}",
+                "a rule has exactly one action: set destination_set, respond, lookup, lcr or script, not both {}",
                 given.join(" and ")
             ),
         ));
     }
-    let action = if let Some(name) = &r.destination_set {
+    let action = if let Some(script) = script {
+        Action::Script(script)
+    } else if let Some(name) = &r.destination_set {
         Action::Forward {
             set: set_index(name, path.key("destination_set"))?,
         }
@@ -860,7 +1021,7 @@ fn build_rule(
     } else {
         return Err(BuildError::new(
             path.clone(),
-            "a rule needs an action: destination_set = \"NAME\", respond = { code = ..., reason = \"...\" }, lookup = { url = \"http://...\" } or lcr = \"TABLE\"",
+            "a rule needs an action: destination_set = \"NAME\", respond = { code = ..., reason = \"...\" }, lookup = { url = \"http://...\" }, lcr = \"TABLE\" or script = { file = \"route.lua\" }",
         ));
     };
 
@@ -872,7 +1033,7 @@ fn build_rule(
             if !forwards {
                 return Err(BuildError::new(
                     p,
-                    "a respond rule sends no CANCEL: cancel_reason needs destination_set, lookup or lcr",
+                    "a respond rule sends no CANCEL: cancel_reason needs destination_set, lookup, lcr or script",
                 ));
             }
             check_reason_value(v).map_err(|m| BuildError::new(p, m))?;
@@ -886,7 +1047,7 @@ fn build_rule(
             if !forwards {
                 return Err(BuildError::new(
                     p,
-                    "a respond rule rings nothing: ring_timeout_ms needs destination_set, lookup or lcr",
+                    "a respond rule rings nothing: ring_timeout_ms needs destination_set, lookup, lcr or script",
                 ));
             }
             if !(1..=MAX_RING_TIMEOUT_MS).contains(&ms) {
@@ -901,6 +1062,29 @@ fn build_rule(
         }
     };
 
+    let manipulation = Manipulation::build(
+        r.set_ruri_user.as_deref(),
+        r.set_ruri_host.as_deref(),
+        r.add_headers.as_ref().map(|l| &l.0[..]),
+        r.remove_headers.as_ref().map(|l| &l.0[..]),
+        path,
+    )?;
+    if manipulation.is_some() && !forwards {
+        let key = [
+            ("set_ruri_user", r.set_ruri_user.is_some()),
+            ("set_ruri_host", r.set_ruri_host.is_some()),
+            ("add_headers", r.add_headers.is_some()),
+            ("remove_headers", r.remove_headers.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        .map_or("set_ruri_user", |(k, _)| k);
+        return Err(BuildError::new(
+            path.key(key),
+            format!("a respond rule forwards nothing: {key} needs destination_set, lookup, lcr or script"),
+        ));
+    }
+
     Ok(Rule {
         name: Arc::from(r.name.as_str()),
         methods,
@@ -911,6 +1095,31 @@ fn build_rule(
         action,
         cancel_reason,
         ring_timeout_ms,
+        manipulation: manipulation.map(Arc::new),
+    })
+}
+
+/// Load a rule's script into the policy's Lua state.
+fn build_script(
+    sc: &crate::config::ScriptConfig,
+    engine: &mut ScriptEngine,
+    base_dir: Option<&std::path::Path>,
+    path: &KeyPath,
+) -> Result<ScriptAction, BuildError> {
+    let (failure_code, failure_reason) = match &sc.failure {
+        Some(resp) => build_response(resp, &path.key("failure"))?,
+        None => (500, Arc::from("Server Internal Error")),
+    };
+    let index = engine.add(sc, base_dir, path)?;
+    Ok(ScriptAction {
+        file: engine
+            .file(index)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(sc.file.as_str())),
+        function: Arc::from(sc.function.trim()),
+        index,
+        failure_code,
+        failure_reason,
     })
 }
 

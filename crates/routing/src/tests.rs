@@ -71,6 +71,8 @@ impl Req {
             source: self.source,
             call_id: self.call_id.as_bytes(),
             now_unix_ms: 1_790_000_000_000,
+            transport: cairn_sip::Transport::Udp,
+            request: None,
         }
     }
 }
@@ -1030,7 +1032,7 @@ fn lookup_and_cancel_build_errors_name_the_key() {
             ..Default::default()
         }),
         "rule[0]",
-        "lookup = { url = \"http://...\" } or lcr = \"TABLE\"",
+        "lookup = { url = \"http://...\" }, lcr = \"TABLE\" or script",
     );
     assert_err(
         e(lookup_rule("a", |l| {

@@ -264,6 +264,17 @@ impl<'m> Editor<'m> {
         self
     }
 
+    /// Remove every header with this name (case-insensitive; for a name cairn knows, its
+    /// compact form too, see [`Message::headers_by_name`]).
+    pub fn remove_headers_by_name(&mut self, name: &[u8]) -> &mut Self {
+        let msg = self.msg;
+        let lines: SmallVec<[Span; 4]> = msg.headers_by_name(name).map(|h| h.line()).collect();
+        for l in lines {
+            self.splice(l.start as usize, l.end as usize, &[]);
+        }
+        self
+    }
+
     /// Replace every header of a kind by one line with `value` (in the
     /// place of the first one), or append it.
     pub fn set_header(&mut self, name: HeaderName, value: &[u8]) -> &mut Self {
