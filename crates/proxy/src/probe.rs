@@ -104,8 +104,10 @@ mod tests {
         use crate::branch;
         assert!(branch::is_ours(b.as_bytes()), "a branch of cairn's");
         assert_eq!(branch::parse(b.as_bytes()), None);
-        let proxied = branch::make(1, 2, 0);
-        assert_eq!(parse_branch(proxied.as_bytes()), None);
+        for node in [0, 7] {
+            let proxied = branch::make(node, 1, 2, 0);
+            assert_eq!(parse_branch(proxied.as_bytes()), None);
+        }
         for bad in [
             "z9hG4bKcnp",
             "z9hG4bKcnp01020304",
