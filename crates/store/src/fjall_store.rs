@@ -26,7 +26,6 @@
 //! batch itself is committed with `PersistMode::SyncData` (one fdatasync per
 //! batch).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -881,7 +880,7 @@ impl Engine {
 }
 
 /// The keys a space holds and their sequence numbers.
-type KeyIndex = HashMap<Box<[u8]>, u64>;
+type KeyIndex = rustc_hash::FxHashMap<Box<[u8]>, u64>;
 
 /// The key a record is stored under: its sequence number, then its key.
 fn stored_key(seq: u64, key: &[u8]) -> Vec<u8> {
