@@ -101,6 +101,8 @@ pub struct DriverMetrics {
     pub store_commit_errors: u64,
     pub store_commit_seconds_sum: f64,
     pub store_commit_seconds_max: f64,
+    /// Lua script errors of the policies replaced by reloads.
+    pub script_errors_before_reload: u64,
     pub store_records: u64,
     /// Staged records never written: replaced or removed before their
     /// commit.
@@ -288,6 +290,15 @@ pub fn metrics_text(proxy: &Proxy, m: &DriverMetrics) -> String {
         "gauge",
         "Tracked dialogs.",
         &[("", proxy.dialogs().len() as f64)],
+    );
+    metric(
+        "script_errors_total",
+        "counter",
+        "Lua routing script runs that failed (answered with the rule's failure response).",
+        &[(
+            "",
+            (m.script_errors_before_reload + proxy.policy().script_errors()) as f64,
+        )],
     );
     metric(
         "requests_received_total",

@@ -426,6 +426,8 @@ fn apply_reload(
     // Health first: the new policy's destinations get their state before
     // any request is routed by it.
     prober.replace_policy(policy.clone(), now);
+    // The script error counter lives in the policy: keep its count.
+    metrics.script_errors_before_reload += proxy.policy().script_errors();
     proxy.set_policy(policy.clone());
     proxy.set_cancel_config(new.cancel);
     lookups.set_policy(policy);

@@ -131,9 +131,13 @@ fn lua_runtime_error_gets_the_failure_response_and_cairn_goes_on() {
 end
 "#,
     );
-    let cairn = Cairn::start(&config(
-        &net,
-        &format!("script = {{ file = \"{}\" }}", lua.display()),
+    let admin = net.addr(8081);
+    let cairn = Cairn::start(&format!(
+        "{}\n[admin]\nlisten = \"{admin}\"\n",
+        config(
+            &net,
+            &format!("script = {{ file = \"{}\" }}", lua.display()),
+        )
     ));
     let gw1 = uas(&net, ports::UAS1);
     let failed = Sipp::run_uac(
@@ -161,6 +165,8 @@ end
         3,
         "each failed call is logged with the script's line:\n{log}"
     );
+    let (_, m) = http_get(admin, "/metrics").expect("GET /metrics");
+    assert_eq!(metric(&m, "cairn_script_errors_total"), 3.0, "{m}");
 }
 
 #[test]
