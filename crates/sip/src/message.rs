@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use crate::addr::NameAddr;
 use crate::error::ParseError;
+use crate::fast;
 use crate::header::HeaderName;
 use crate::method::Method;
 use crate::scan::{self, item_end, parse_u64, trim, CommaSplit};
@@ -207,15 +208,24 @@ impl Message {
         let mut dup = None;
         let mut i = next;
         loop {
-            let (end, next) = line_at(b, i).unwrap_or((i, i));
-            if end == i {
+            // The empty line that ends the headers (or the end of the
+            // buffer: a message without a body may lack it).
+            let first = match b.get(i) {
+                None => {
+                    msg.headers_end = i as u32;
+                    msg.body_start = i as u32;
+                    break;
+                }
+                Some(&c) => c,
+            };
+            if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
                 msg.headers_end = i as u32;
-                msg.body_start = next as u32;
+                msg.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
                 break;
             }
-            let first = b[i];
             if first == b' ' || first == b'\t' {
                 // Continuation of the previous header (folding, 7.3.1).
+                let (end, next) = line_at(b, i).unwrap_or((i, i));
                 let h = headers
                     .last_mut()
                     .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
@@ -240,14 +250,24 @@ impl Message {
             if headers.len() >= limits.max_headers {
                 return Err(ParseError::bad("Too many headers"));
             }
+            // The line ends before its LF, and before a CR ahead of it;
+            // the last line of a datagram may lack its line end (RFC 4475
+            // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
+            let (colon, lf) = scan::colon_and_lf(b, i);
+            let (end, next) = match lf {
+                Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+                Some(lf) => (lf, lf + 1),
+                None => (b.len(), b.len()),
+            };
             if end - i > limits.max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
             // name = token, then SP/HT, then ':'. The first colon ends the
             // name (no token character is one); a known name was compared
             // whole, so only an unknown one needs its characters checked.
-            let line = &b[..end];
-            let Some(colon) = scan::find_byte(line, i, b':') else {
+            // A colon before the LF is before `end` too (`end` is the LF
+            // or the CR just before it).
+            let Some(colon) = colon else {
                 return Err(ParseError::bad("Header line without a colon"));
             };
             let name_end = trim_end(b, i, colon);
@@ -255,12 +275,10 @@ impl Message {
             if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
                 return Err(ParseError::bad("Malformed header name"));
             }
-            let v = colon
-                + 1
-                + line[colon + 1..]
-                    .iter()
-                    .position(|&c| c != b' ' && c != b'\t')
-                    .unwrap_or(end - colon - 1);
+            let mut v = colon + 1;
+            while v < end && (b[v] == b' ' || b[v] == b'\t') {
+                v += 1;
+            }
             let value_end = trim_end(b, v, end);
             let k = headers.len();
             if name != HeaderName::Other {
@@ -337,20 +355,15 @@ impl Message {
         // Top Via, and the parameters the proxy reads and edits.
         let vh = self.headers[via];
         let vv = &b[vh.value.range()];
-        let first_end = item_end(vv, 0).map_err(|_| ParseError::bad("Malformed Via header"))?;
-        let first = trim(&vv[..first_end]);
-        let (mut branch, mut rport) = (None, None);
-        Via::parse_each(first, |n, v| {
-            if branch.is_none() && n.eq_ignore_ascii_case(b"branch") {
-                branch = Some(v.map(|v| span_in(b, v)));
-            } else if rport.is_none() && n.eq_ignore_ascii_case(b"rport") {
-                rport = Some(v.is_none().then(|| span_in(b, n).end));
-            }
-        })
-        .map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
-        self.top_via = span_in(b, first);
-        self.via_branch = branch.flatten();
-        self.via_rport_ask = rport.flatten();
+        let base = vh.value.start as usize;
+        let at = |(s, e): fast::Range| Span::new(base + s, base + e);
+        if let Some((end, branch, rport)) = fast::top_via(vv) {
+            self.top_via = at((0, end));
+            self.via_branch = branch.map(at);
+            self.via_rport_ask = rport.map(|e| (base + e) as u32);
+        } else {
+            self.top_via_general(b, vv)?;
+        }
 
         // From and To.
         self.from_tag = self.addr_tag(b, from, "From")?;
@@ -424,8 +437,40 @@ impl Message {
         }
     }
 
+    /// The top Via by the general parser (for values [`fast::top_via`]
+    /// does not take).
+    #[cold]
+    fn top_via_general(&mut self, b: &[u8], vv: &[u8]) -> Result<(), ParseError> {
+        let first_end = item_end(vv, 0).map_err(|_| ParseError::bad("Malformed Via header"))?;
+        let first = trim(&vv[..first_end]);
+        let (mut branch, mut rport) = (None, None);
+        Via::parse_each(first, |n, v| {
+            if branch.is_none() && n.eq_ignore_ascii_case(b"branch") {
+                branch = Some(v.map(|v| span_in(b, v)));
+            } else if rport.is_none() && n.eq_ignore_ascii_case(b"rport") {
+                rport = Some(v.is_none().then(|| span_in(b, n).end));
+            }
+        })
+        .map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
+        self.top_via = span_in(b, first);
+        self.via_branch = branch.flatten();
+        self.via_rport_ask = rport.flatten();
+        Ok(())
+    }
+
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
-        let v = &b[self.headers[k].value.range()];
+        let value = self.headers[k].value;
+        let v = &b[value.range()];
+        if let Some(tag) = fast::name_addr_tag(v) {
+            let base = value.start as usize;
+            return Ok(tag.map(|(s, e)| Span::new(base + s, base + e)));
+        }
+        self.addr_tag_general(b, v, what)
+    }
+
+    /// [`Message::addr_tag`] by the general parser.
+    #[cold]
+    fn addr_tag_general(&self, b: &[u8], v: &[u8], what: &str) -> Result<Option<Span>, ParseError> {
         let end =
             item_end(v, 0).map_err(|_| ParseError::bad(format!("Malformed {what} header")))?;
         if end != v.len() {
@@ -776,7 +821,7 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
 }
 
 fn check_contact(v: &[u8]) -> Result<(), ParseError> {
-    if trim(v) == b"*" {
+    if fast::name_addr_tag(v).is_some() || trim(v) == b"*" {
         return Ok(());
     }
     for item in CommaSplit::new(v) {

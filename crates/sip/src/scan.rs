@@ -272,6 +272,68 @@ fn find3_words(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
     )
 }
 
+/// From the start of a header line at `i`: the first `:` before the
+/// line's LF (if any), and that LF (if any). One pass, sixteen bytes a
+/// step with SSE2 on x86_64.
+#[inline(always)]
+pub(crate) fn colon_and_lf(s: &[u8], i: usize) -> (Option<usize>, Option<usize>) {
+    let mut j = i;
+    let mut colon = None;
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while j + 16 <= s.len() {
+        let v = sse2::load16(s, j);
+        let lf = sse2::eq_mask(v, b'\n');
+        if colon.is_none() {
+            // The colons below the first LF of this chunk (all of them
+            // when it has none).
+            let below_lf = (lf & lf.wrapping_neg()).wrapping_sub(1);
+            let c = sse2::eq_mask(v, b':') & below_lf;
+            if c != 0 {
+                colon = Some(j + c.trailing_zeros() as usize);
+            }
+        }
+        if lf != 0 {
+            return (colon, Some(j + lf.trailing_zeros() as usize));
+        }
+        j += 16;
+    }
+    while j < s.len() {
+        match s[j] {
+            b'\n' => return (colon, Some(j)),
+            b':' if colon.is_none() => colon = Some(j),
+            _ => {}
+        }
+        j += 1;
+    }
+    (colon, None)
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub(crate) mod sse2 {
+    //! The few SSE2 operations the scanners use. SSE2 is part of every
+    //! x86_64 target.
+    use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8};
+
+    /// The sixteen bytes of `s` from `i` (bounds-checked: callers keep
+    /// `i + 16 <= s.len()`, which lets the compiler drop the check).
+    #[inline(always)]
+    pub(crate) fn load16(s: &[u8], i: usize) -> __m128i {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&s[i..i + 16]);
+        // SAFETY: `[u8; 16]` and `__m128i` have the same size, and every
+        // bit pattern is a valid value of both.
+        unsafe { core::mem::transmute::<[u8; 16], __m128i>(a) }
+    }
+
+    /// Bit k set when byte k of `v` is `c`.
+    #[inline(always)]
+    pub(crate) fn eq_mask(v: __m128i, c: u8) -> u32 {
+        // SAFETY: the intrinsics only need SSE2, which this module is
+        // compiled with (`target_feature = "sse2"`, part of x86_64).
+        unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8))) as u32 }
+    }
+}
+
 /// Whether `s` holds linear white space (SP, HTAB, CR or LF).
 #[inline]
 pub(crate) fn has_lws(s: &[u8]) -> bool {

@@ -1,0 +1,290 @@
+//! One-pass checks for the common shapes of the values the parser checks
+//! on every message (the top Via, From, To, Contact).
+//!
+//! Each function either returns what the general parsers
+//! ([`crate::via::Via::parse_each`], [`crate::addr::NameAddr::parse_each`]
+//! with [`crate::scan::item_end`]) would find, or `None` when the value is
+//! not of the simple shape; the caller then runs the general parser, which
+//! also words any error. The shapes are chosen so that everything a
+//! function accepts the general parsers accept in the same way:
+//!
+//! * no white space after the start except the single run the grammar
+//!   puts before a Via's sent-by or a name-addr's `<`;
+//! * parameters are `;token` or `;token=token`: no quotes, no `"`, `<`,
+//!   `,` or `;` inside a value (so `item_end` cannot stop inside them);
+//! * a quoted display name holds no backslash (so its end is the next
+//!   `"` for both parsers).
+//!
+//! `tests/common/mod.rs` (run by the mutation test and the fuzzer) checks
+//! the parsed fields against the general parsers on every input.
+
+use crate::scan::{find_byte, is_token, parse_u64};
+
+/// A range of the value.
+pub(crate) type Range = (usize, usize);
+
+/// What [`params`] found: the first `tag` (or other wanted) parameter.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Found {
+    /// The value of the first parameter named like the first wanted
+    /// name: `Some(None)` when it has no value.
+    pub(crate) a: Option<Option<Range>>,
+    /// The same for the second wanted name, with the end of its name.
+    pub(crate) b: Option<(usize, Option<Range>)>,
+}
+
+/// `;token[=token]` parameters from `i` to the end of `s` or to a `,`
+/// (when `comma_ends`). Returns where they end and the first parameters
+/// named `a` and `b` (lower case; compared without case).
+#[inline(always)]
+fn params(s: &[u8], mut i: usize, a: &[u8], b: &[u8], comma_ends: bool) -> Option<(usize, Found)> {
+    let n = s.len();
+    let mut found = Found::default();
+    loop {
+        let Some(&c) = s.get(i) else {
+            return Some((i, found));
+        };
+        if c != b';' {
+            return (comma_ends && c == b',').then_some((i, found));
+        }
+        i += 1;
+        let ns = i;
+        while i < n && is_token(s[i]) {
+            i += 1;
+        }
+        if i == ns {
+            return None;
+        }
+        let name = &s[ns..i];
+        let ne = i;
+        let mut value = None;
+        if s.get(i) == Some(&b'=') {
+            i += 1;
+            let vs = i;
+            while i < n && is_token(s[i]) {
+                i += 1;
+            }
+            if i == vs {
+                return None;
+            }
+            value = Some((vs, i));
+        }
+        if found.a.is_none() && name.eq_ignore_ascii_case(a) {
+            found.a = Some(value);
+        } else if found.b.is_none() && name.eq_ignore_ascii_case(b) {
+            found.b = Some((ne, value));
+        }
+    }
+}
+
+/// A From, To or Contact value of the form `<uri>` or `"display" <uri>`,
+/// then `;token[=token]` parameters, and nothing else. Returns the `tag`
+/// parameter: `Some(tag)` when the value has this shape (the general
+/// parser accepts it as one value, with this tag), `None` when it does not.
+#[inline]
+pub(crate) fn name_addr_tag(s: &[u8]) -> Option<Option<Range>> {
+    let mut i = 0;
+    match *s.first()? {
+        b'"' => {
+            i = 1;
+            loop {
+                match *s.get(i)? {
+                    b'"' => break,
+                    b'\\' => return None,
+                    _ => i += 1,
+                }
+            }
+            i += 1;
+            while matches!(s.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            if s.get(i) != Some(&b'<') {
+                return None;
+            }
+        }
+        b'<' => {}
+        _ => return None,
+    }
+    let gt = find_byte(s, i + 1, b'>')?;
+    let uri = s.get(i + 1..gt)?;
+    match (uri.first(), uri.last()) {
+        (Some(&f), Some(&l)) if !crate::scan::is_lws(f) && !crate::scan::is_lws(l) => {}
+        _ => return None,
+    }
+    let (_, found) = params(s, gt + 1, b"tag", b"", false)?;
+    Some(found.a.flatten())
+}
+
+/// The first value of a Via header of the form `SIP/2.0/TRANSPORT
+/// host[:port]` and `;token[=token]` parameters, ending at the end of `s`
+/// or at a `,`. Returns the end of that value, the `branch` value and,
+/// when `rport` has no value, the end of its name.
+#[inline]
+pub(crate) fn top_via(s: &[u8]) -> Option<(usize, Option<Range>, Option<usize>)> {
+    let n = s.len();
+    if n < 8 || !s[..4].eq_ignore_ascii_case(b"SIP/") || &s[4..8] != b"2.0/" {
+        return None;
+    }
+    let mut i = 8;
+    while i < n && is_token(s[i]) {
+        i += 1;
+    }
+    let t_end = i;
+    while i < n && (s[i] == b' ' || s[i] == b'\t') {
+        i += 1;
+    }
+    if t_end == 8 || i == t_end {
+        return None;
+    }
+    let h = i;
+    while i < n && HOST[s[i] as usize] {
+        i += 1;
+    }
+    if i == h {
+        return None;
+    }
+    if s.get(i) == Some(&b':') {
+        let p = i + 1;
+        i = p;
+        while i < n && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        parse_u64(&s[p..i], 65535)?;
+    }
+    let (end, found) = params(s, i, b"branch", b"rport", true)?;
+    let rport = match found.b {
+        Some((name_end, None)) => Some(name_end),
+        _ => None,
+    };
+    Some((end, found.a.flatten(), rport))
+}
+
+/// Host name characters in a Via sent-by: alphanumerics and `-._`.
+static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
+        c += 1;
+    }
+    t
+};
+
+#[cfg(test)]
+mod tests {
+    //! Differential test: on the values of the test messages and on
+    //! random mutations of them, whatever the fast checks accept the
+    //! general parsers accept with the same result.
+    use super::*;
+    use crate::addr::NameAddr;
+    use crate::scan::{item_end, trim};
+    use crate::via::Via;
+
+    fn general_tag(s: &[u8]) -> Option<Option<Range>> {
+        let end = item_end(s, 0).ok()?;
+        if end != s.len() {
+            return None;
+        }
+        let mut tag = None;
+        NameAddr::parse_each(s, |n, v| {
+            if tag.is_none() && n.eq_ignore_ascii_case(b"tag") {
+                tag = Some(v.map(|v| off(s, v)));
+            }
+        })
+        .ok()?;
+        Some(tag.flatten())
+    }
+
+    fn general_via(s: &[u8]) -> Option<(Range, Option<Range>, Option<usize>)> {
+        let first = trim(&s[..item_end(s, 0).ok()?]);
+        let (mut branch, mut rport) = (None, None);
+        Via::parse_each(first, |n, v| {
+            if branch.is_none() && n.eq_ignore_ascii_case(b"branch") {
+                branch = Some(v.map(|v| off(s, v)));
+            } else if rport.is_none() && n.eq_ignore_ascii_case(b"rport") {
+                rport = Some(v.is_none().then(|| off(s, n).1));
+            }
+        })
+        .ok()?;
+        Some((off(s, first), branch.flatten(), rport.flatten()))
+    }
+
+    fn off(s: &[u8], part: &[u8]) -> Range {
+        let a = part.as_ptr() as usize - s.as_ptr() as usize;
+        (a, a + part.len())
+    }
+
+    fn check(v: &[u8]) -> (bool, bool) {
+        let shown = || String::from_utf8_lossy(v).into_owned();
+        let fast_tag = name_addr_tag(v);
+        if let Some(t) = fast_tag {
+            assert_eq!(general_tag(v), Some(t), "name-addr {:?}", shown());
+        }
+        let fast_via = top_via(v);
+        if let Some((end, branch, rport)) = fast_via {
+            assert_eq!(
+                general_via(v),
+                Some(((0, end), branch, rport)),
+                "via {:?}",
+                shown()
+            );
+        }
+        (fast_tag.is_some(), fast_via.is_some())
+    }
+
+    const VALUES: &[&[u8]] = &[
+        b"\"Alice\" <sip:alice@atlanta.example.com>;tag=1928301774",
+        b"\"Bob\" <sip:bob@biloxi.example.com>",
+        b"<sip:alice@pc33.atlanta.example.com:5060>",
+        b"<sip:a@b>;tag=x;TAG=y;expires=30",
+        b"\"a\\\"b\" <sip:x>;tag=1",
+        b"sip:user@host;tag=2",
+        b"Bob <sip:bob@b>;tag=3",
+        b"SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport",
+        b"SIP/2.0/UDP 192.0.2.101:5060;branch=z9hG4bKnashds8;received=192.0.2.101",
+        b"SIP/2.0/TCP h;RPORT;Branch=z9hG4bK1;rport=5, SIP/2.0/UDP x",
+        b"sip/2.0/udp h:0;branch",
+        b"SIP/2.0/UDP [::1]:5060;branch=z9hG4bK2",
+    ];
+
+    #[test]
+    fn fast_paths_agree_with_the_general_parsers() {
+        let mut accepted = (0, 0);
+        for v in VALUES {
+            let (t, w) = check(v);
+            accepted.0 += usize::from(t);
+            accepted.1 += usize::from(w);
+        }
+        assert_eq!(accepted, (4, 4));
+        // Random mutations: a splitmix64 stream, so a failure reproduces.
+        let mut x: u64 = 0x5eed;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        const BYTES: &[u8] = b" \t\r\n;=,\"<>\\:/[]@?%.-_aZ09\x00\xff";
+        let mut fast = 0;
+        for _ in 0..300_000 {
+            let mut v = VALUES[next() as usize % VALUES.len()].to_vec();
+            for _ in 0..1 + next() % 3 {
+                let at = next() as usize % (v.len() + 1);
+                let c = BYTES[next() as usize % BYTES.len()];
+                match next() % 3 {
+                    0 => v.insert(at, c),
+                    1 if at < v.len() => v[at] = c,
+                    _ if at < v.len() => {
+                        v.remove(at);
+                    }
+                    _ => v.push(c),
+                }
+            }
+            let (t, w) = check(&v);
+            fast += usize::from(t || w);
+        }
+        // The mutations must reach the fast paths often.
+        assert!(fast > 50_000, "{fast}");
+    }
+}
