@@ -207,6 +207,7 @@ impl Message {
         // The first repeated single-valued header (RFC 4475 3.3.8).
         let mut dup = None;
         let mut i = next;
+        let mut lfs = scan::LineEnds::new();
         loop {
             // The empty line that ends the headers (or the end of the
             // buffer: a message without a body may lack it).
@@ -225,7 +226,11 @@ impl Message {
             }
             if first == b' ' || first == b'\t' {
                 // Continuation of the previous header (folding, 7.3.1).
-                let (end, next) = line_at(b, i).unwrap_or((i, i));
+                let (end, next) = match lfs.find(b, i) {
+                    Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+                    Some(lf) => (lf, lf + 1),
+                    None => (b.len(), b.len()),
+                };
                 let h = headers
                     .last_mut()
                     .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
@@ -253,8 +258,7 @@ impl Message {
             // The line ends before its LF, and before a CR ahead of it;
             // the last line of a datagram may lack its line end (RFC 4475
             // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
-            let (colon, lf) = scan::colon_and_lf(b, i);
-            let (end, next) = match lf {
+            let (end, next) = match lfs.find(b, i) {
                 Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
                 Some(lf) => (lf, lf + 1),
                 None => (b.len(), b.len()),
@@ -265,18 +269,17 @@ impl Message {
             // name = token, then SP/HT, then ':'. The first colon ends the
             // name (no token character is one); a known name was compared
             // whole, so only an unknown one needs its characters checked.
-            // A colon before the LF is before `end` too (`end` is the LF
-            // or the CR just before it).
-            let Some(colon) = colon else {
+            let Some((name, name_end, colon)) = name_and_colon(b, i, end) else {
                 return Err(ParseError::bad("Header line without a colon"));
             };
-            let name_end = trim_end(b, i, colon);
-            let name = HeaderName::from_bytes(&b[i..name_end]);
             if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
                 return Err(ParseError::bad("Malformed header name"));
             }
+            // The value: past SP/HT after the colon (`b[end]` is CR, LF or
+            // past the end, so the skip stops at `end`), and without
+            // SP/HT at its end.
             let mut v = colon + 1;
-            while v < end && (b[v] == b' ' || b[v] == b'\t') {
+            while let Some(b' ' | b'\t') = b.get(v) {
                 v += 1;
             }
             let value_end = trim_end(b, v, end);
@@ -595,6 +598,12 @@ impl Message {
         &self.headers
     }
 
+    /// The first header line of a kind.
+    #[inline]
+    pub(crate) fn first_header(&self, name: HeaderName) -> Option<&Header> {
+        self.headers.get(self.first_index(name)?)
+    }
+
     /// Header lines of one kind.
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
         let from = self.first_index(name).unwrap_or(self.headers.len());
@@ -750,6 +759,33 @@ fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
         lf
     };
     Some((end, lf + 1))
+}
+
+/// The header name of the line `b[i..end]`: its id, its end (before any
+/// SP/HT ahead of the colon) and the colon. `None` without a colon.
+#[inline(always)]
+fn name_and_colon(b: &[u8], i: usize, end: usize) -> Option<(HeaderName, usize, usize)> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if i + 16 <= b.len() {
+        // The colons among the line's first sixteen bytes.
+        let v = scan::sse2::load16(b, i);
+        let mut colons = scan::sse2::eq_mask(v, b':');
+        if end - i < 16 {
+            colons &= (1 << (end - i)) - 1;
+        }
+        if colons != 0 {
+            let colon = i + colons.trailing_zeros() as usize;
+            let name_end = trim_end(b, i, colon);
+            return Some((
+                HeaderName::from_line_start(v, &b[i..name_end]),
+                name_end,
+                colon,
+            ));
+        }
+    }
+    let colon = scan::find_byte(&b[..end], i, b':')?;
+    let name_end = trim_end(b, i, colon);
+    Some((HeaderName::from_bytes(&b[i..name_end]), name_end, colon))
 }
 
 /// `end` moved back over trailing SP/HT.

@@ -272,47 +272,76 @@ fn find3_words(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
     )
 }
 
-/// From the start of a header line at `i`: the first `:` before the
-/// line's LF (if any), and that LF (if any). One pass, sixteen bytes a
-/// step with SSE2 on x86_64.
-#[inline(always)]
-pub(crate) fn colon_and_lf(s: &[u8], i: usize) -> (Option<usize>, Option<usize>) {
-    let mut j = i;
-    let mut colon = None;
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    while j + 16 <= s.len() {
-        let v = sse2::load16(s, j);
-        let lf = sse2::eq_mask(v, b'\n');
-        if colon.is_none() {
-            // The colons below the first LF of this chunk (all of them
-            // when it has none).
-            let below_lf = (lf & lf.wrapping_neg()).wrapping_sub(1);
-            let c = sse2::eq_mask(v, b':') & below_lf;
-            if c != 0 {
-                colon = Some(j + c.trailing_zeros() as usize);
+/// The LFs of a buffer, found 64 bytes at a time and handed out in
+/// order: the header loop asks for the next line end from where the last
+/// one ended, mostly within the same 64 bytes.
+pub(crate) struct LineEnds {
+    /// Where the 64 bytes of `mask` start.
+    base: usize,
+    /// Bit k set when `s[base + k]` is an LF (bits below the last
+    /// position asked for may be cleared).
+    mask: u64,
+}
+
+impl LineEnds {
+    pub(crate) fn new() -> Self {
+        LineEnds {
+            base: usize::MAX,
+            mask: 0,
+        }
+    }
+
+    /// The first LF at or after `from` in `s` (always the same `s`, and
+    /// `from` never smaller than in the call before).
+    #[inline(always)]
+    pub(crate) fn find(&mut self, s: &[u8], from: usize) -> Option<usize> {
+        let (mut base, mut mask) = match from.checked_sub(self.base) {
+            Some(k) if k < 64 => (self.base, self.mask & (u64::MAX << k)),
+            _ => (from, lf_mask64(s, from)),
+        };
+        while mask == 0 {
+            base += 64;
+            if base >= s.len() {
+                return None;
             }
+            mask = lf_mask64(s, base);
         }
-        if lf != 0 {
-            return (colon, Some(j + lf.trailing_zeros() as usize));
-        }
-        j += 16;
+        self.base = base;
+        self.mask = mask;
+        Some(base + mask.trailing_zeros() as usize)
     }
-    while j < s.len() {
-        match s[j] {
-            b'\n' => return (colon, Some(j)),
-            b':' if colon.is_none() => colon = Some(j),
-            _ => {}
-        }
-        j += 1;
+}
+
+/// Bit k set when `s[base + k]` is an LF, for the 64 bytes from `base`
+/// (fewer at the end of `s`).
+#[inline(always)]
+fn lf_mask64(s: &[u8], base: usize) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if let Some(block) = s.get(base..base.wrapping_add(64)) {
+        let m = |k: usize| u64::from(sse2::eq_mask(sse2::load16(block, 16 * k), b'\n'));
+        return m(0) | m(1) << 16 | m(2) << 32 | m(3) << 48;
     }
-    (colon, None)
+    lf_mask_tail(s, base)
+}
+
+/// [`lf_mask64`] byte by byte (the end of the buffer).
+#[cold]
+#[inline(never)]
+fn lf_mask_tail(s: &[u8], base: usize) -> u64 {
+    let tail = s.get(base..).unwrap_or_default();
+    tail.iter()
+        .take(64)
+        .enumerate()
+        .fold(0, |m, (k, &c)| m | u64::from(c == b'\n') << k)
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) mod sse2 {
     //! The few SSE2 operations the scanners use. SSE2 is part of every
     //! x86_64 target.
-    use core::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8};
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
 
     /// The sixteen bytes of `s` from `i` (bounds-checked: callers keep
     /// `i + 16 <= s.len()`, which lets the compiler drop the check).
@@ -331,6 +360,13 @@ pub(crate) mod sse2 {
         // SAFETY: the intrinsics only need SSE2, which this module is
         // compiled with (`target_feature = "sse2"`, part of x86_64).
         unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8))) as u32 }
+    }
+
+    /// Bit k set when byte k of `v | or` equals byte k of `want`.
+    #[inline(always)]
+    pub(crate) fn or_eq_mask(v: __m128i, or: __m128i, want: __m128i) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_or_si128(v, or), want)) as u32 }
     }
 }
 
@@ -410,6 +446,44 @@ mod tests {
                 assert_eq!(find3_words(s, from, b'"', b'<', b','), want, "{len} {from}");
             }
             assert_eq!(has_lws(s), s.iter().any(|&c| is_lws(c)), "{len}");
+        }
+    }
+
+    #[test]
+    fn line_ends_match_a_byte_search() {
+        // LFs at every distance, across and at the ends of 64-byte blocks.
+        let mut text = Vec::new();
+        for k in 0..150usize {
+            text.extend(std::iter::repeat_n(b'x', k % 70));
+            text.push(if k % 3 == 0 { b'\r' } else { b'y' });
+            text.push(b'\n');
+        }
+        for len in (0..text.len()).step_by(7).chain([text.len()]) {
+            let s = &text[..len];
+            let want = |from: usize| {
+                s[from.min(len)..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map(|k| k + from)
+            };
+            // In order from line to line, as the header loop asks.
+            let mut ends = LineEnds::new();
+            let mut from = 0;
+            while from <= len {
+                let got = ends.find(s, from);
+                assert_eq!(got, want(from), "{len} {from}");
+                match got {
+                    Some(lf) => from = lf + 1,
+                    None => break,
+                }
+            }
+            // And from any place, with a fresh search and with one that
+            // goes forward in steps.
+            let mut ends = LineEnds::new();
+            for from in (0..=len).step_by(5) {
+                assert_eq!(LineEnds::new().find(s, from), want(from), "{len} {from}");
+                assert_eq!(ends.find(s, from), want(from), "{len} {from}");
+            }
         }
     }
 
