@@ -202,35 +202,55 @@ impl Message {
             content_length: None,
         };
 
-        // Header lines.
-        let headers = &mut msg.headers;
-        // The first repeated single-valued header (RFC 4475 3.3.8).
+        let dup = msg.index_headers(b, next, limits)?;
+        let body_end = msg.index_key_headers(b, dup)?;
+        msg.buf = if body_end < buf.len() {
+            buf.slice(..body_end)
+        } else {
+            buf
+        };
+        Ok(msg)
+    }
+
+    /// Index the header lines from `i` up to the empty line (or the end
+    /// of the buffer). Returns the first repeated single-valued header
+    /// (RFC 4475 3.3.8).
+    #[inline(always)]
+    fn index_headers(
+        &mut self,
+        b: &[u8],
+        mut i: usize,
+        limits: &Limits,
+    ) -> Result<Option<usize>, ParseError> {
+        let headers = &mut self.headers;
         let mut dup = None;
-        let mut i = next;
         let mut lfs = scan::LineEnds::new();
         loop {
             // The empty line that ends the headers (or the end of the
             // buffer: a message without a body may lack it).
             let first = match b.get(i) {
                 None => {
-                    msg.headers_end = i as u32;
-                    msg.body_start = i as u32;
-                    break;
+                    self.headers_end = i as u32;
+                    self.body_start = i as u32;
+                    return Ok(dup);
                 }
                 Some(&c) => c,
             };
             if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
-                msg.headers_end = i as u32;
-                msg.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
-                break;
+                self.headers_end = i as u32;
+                self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
+                return Ok(dup);
             }
+            // The line ends before its LF, and before a CR ahead of it;
+            // the last line of a datagram may lack its line end (RFC 4475
+            // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
+            let (end, next) = match lfs.find(b, i) {
+                Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+                Some(lf) => (lf, lf + 1),
+                None => (b.len(), b.len()),
+            };
             if first == b' ' || first == b'\t' {
                 // Continuation of the previous header (folding, 7.3.1).
-                let (end, next) = match lfs.find(b, i) {
-                    Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-                    Some(lf) => (lf, lf + 1),
-                    None => (b.len(), b.len()),
-                };
                 let h = headers
                     .last_mut()
                     .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
@@ -255,37 +275,23 @@ impl Message {
             if headers.len() >= limits.max_headers {
                 return Err(ParseError::bad("Too many headers"));
             }
-            // The line ends before its LF, and before a CR ahead of it;
-            // the last line of a datagram may lack its line end (RFC 4475
-            // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
-            let (end, next) = match lfs.find(b, i) {
-                Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-                Some(lf) => (lf, lf + 1),
-                None => (b.len(), b.len()),
-            };
             if end - i > limits.max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
             // name = token, then SP/HT, then ':'. The first colon ends the
             // name (no token character is one); a known name was compared
             // whole, so only an unknown one needs its characters checked.
-            let Some((name, name_end, colon)) = name_and_colon(b, i, end) else {
+            let Some((name, name_end, v)) = name_and_value_start(b, i, end) else {
                 return Err(ParseError::bad("Header line without a colon"));
             };
             if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
                 return Err(ParseError::bad("Malformed header name"));
             }
-            // The value: past SP/HT after the colon (`b[end]` is CR, LF or
-            // past the end, so the skip stops at `end`), and without
-            // SP/HT at its end.
-            let mut v = colon + 1;
-            while let Some(b' ' | b'\t') = b.get(v) {
-                v += 1;
-            }
+            // The value ends without SP/HT.
             let value_end = trim_end(b, v, end);
             let k = headers.len();
             if name != HeaderName::Other {
-                let f = &mut msg.first[name as usize];
+                let f = &mut self.first[name as usize];
                 if *f == NONE {
                     *f = k.min(NONE as usize - 1) as u16;
                 } else if dup.is_none() && name.is_single() {
@@ -300,14 +306,6 @@ impl Message {
             });
             i = next;
         }
-
-        let body_end = msg.index_key_headers(b, dup)?;
-        msg.buf = if body_end < buf.len() {
-            buf.slice(..body_end)
-        } else {
-            buf
-        };
-        Ok(msg)
     }
 
     /// The index of the first header of a kind.
@@ -761,31 +759,56 @@ fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
     Some((end, lf + 1))
 }
 
-/// The header name of the line `b[i..end]`: its id, its end (before any
-/// SP/HT ahead of the colon) and the colon. `None` without a colon.
+/// The header line `b[i..end]`: the id of its name, the name's end (before
+/// any SP/HT ahead of the colon) and where its value starts (past the
+/// colon and any SP/HT; at most `end`). `None` without a colon.
 #[inline(always)]
-fn name_and_colon(b: &[u8], i: usize, end: usize) -> Option<(HeaderName, usize, usize)> {
+fn name_and_value_start(b: &[u8], i: usize, end: usize) -> Option<(HeaderName, usize, usize)> {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     if i + 16 <= b.len() {
-        // The colons among the line's first sixteen bytes.
-        let v = scan::sse2::load16(b, i);
-        let mut colons = scan::sse2::eq_mask(v, b':');
+        use scan::sse2::{eq_mask, load16};
+        // The line's first sixteen bytes: its colons (before `end`) and
+        // its SP/HT.
+        let v = load16(b, i);
+        let mut colons = eq_mask(v, b':');
         if end - i < 16 {
             colons &= (1 << (end - i)) - 1;
         }
         if colons != 0 {
-            let colon = i + colons.trailing_zeros() as usize;
-            let name_end = trim_end(b, i, colon);
-            return Some((
-                HeaderName::from_line_start(v, &b[i..name_end]),
-                name_end,
-                colon,
-            ));
+            let c = colons.trailing_zeros();
+            let blank = eq_mask(v, b' ') | eq_mask(v, b'\t');
+            // The name ends at the colon unless SP/HT comes before it.
+            let name_end = if c > 0 && blank & (1 << (c - 1)) == 0 {
+                i + c as usize
+            } else {
+                trim_end(b, i, i + c as usize)
+            };
+            // The value starts at the first byte past the colon that is
+            // not SP/HT, when that is among the sixteen (`end` comes
+            // first when the line ends there: `b[end]` is CR or LF).
+            let past = !blank & (u32::MAX << (c + 1)) & 0xffff;
+            let v_start = if past != 0 {
+                (i + past.trailing_zeros() as usize).min(end)
+            } else {
+                skip_blank(b, i + 16).min(end)
+            };
+            let name = HeaderName::from_line_start(v, &b[i..name_end]);
+            return Some((name, name_end, v_start));
         }
     }
     let colon = scan::find_byte(&b[..end], i, b':')?;
     let name_end = trim_end(b, i, colon);
-    Some((HeaderName::from_bytes(&b[i..name_end]), name_end, colon))
+    let name = HeaderName::from_bytes(&b[i..name_end]);
+    Some((name, name_end, skip_blank(b, colon + 1).min(end)))
+}
+
+/// `i` moved past SP/HT.
+#[inline]
+fn skip_blank(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    i
 }
 
 /// `end` moved back over trailing SP/HT.
