@@ -10,15 +10,17 @@
 //!
 //! * no white space after the start except the single run the grammar
 //!   puts before a Via's sent-by or a name-addr's `<`;
-//! * parameters are `;token` or `;token=token`: no quotes, no `"`, `<`,
-//!   `,` or `;` inside a value (so `item_end` cannot stop inside them);
+//! * parameters are `;name` or `;name=value` where names and values
+//!   hold no [`crate::scan::PARAM_STOP`] byte: no white space, no quotes,
+//!   no `"`, `<`, `,`, `;` or `=` (so `item_end` cannot stop inside them,
+//!   and the general parser ends them where these checks do);
 //! * a quoted display name holds no backslash (so its end is the next
 //!   `"` for both parsers).
 //!
 //! `tests/common/mod.rs` (run by the mutation test and the fuzzer) checks
 //! the parsed fields against the general parsers on every input.
 
-use crate::scan::{find_byte, is_token, parse_u64};
+use crate::scan::{host_run, is_token, param_run, parse_u64};
 
 /// A range of the value.
 pub(crate) type Range = (usize, usize);
@@ -33,142 +35,160 @@ pub(crate) struct Found {
     pub(crate) b: Option<(usize, Option<Range>)>,
 }
 
-/// `;token[=token]` parameters from `i` to the end of `s` or to a `,`
-/// (when `comma_ends`). Returns where they end and the first parameters
-/// named `a` and `b` (lower case; compared without case).
+/// `;name[=value]` parameters (see the module comment) from `i` to `end`
+/// or to a `,` (when `comma_ends`). Returns where they end and the first
+/// parameters named `wa` and `wb` (lower case; compared without case).
 #[inline(always)]
-fn params(s: &[u8], mut i: usize, a: &[u8], b: &[u8], comma_ends: bool) -> Option<(usize, Found)> {
-    let n = s.len();
+fn params(
+    b: &[u8],
+    mut i: usize,
+    end: usize,
+    wa: &[u8],
+    wb: &[u8],
+    comma_ends: bool,
+) -> Option<(usize, Found)> {
     let mut found = Found::default();
     loop {
-        let Some(&c) = s.get(i) else {
+        if i >= end {
             return Some((i, found));
-        };
+        }
+        let c = *b.get(i)?;
         if c != b';' {
             return (comma_ends && c == b',').then_some((i, found));
         }
         i += 1;
         let ns = i;
-        while i < n && is_token(s[i]) {
-            i += 1;
-        }
+        i = param_run(b, i, end);
         if i == ns {
             return None;
         }
-        let name = &s[ns..i];
+        let name = b.get(ns..i)?;
         let ne = i;
         let mut value = None;
-        if s.get(i) == Some(&b'=') {
+        if i < end && b.get(i) == Some(&b'=') {
             i += 1;
             let vs = i;
-            while i < n && is_token(s[i]) {
-                i += 1;
-            }
+            i = param_run(b, i, end);
             if i == vs {
                 return None;
             }
             value = Some((vs, i));
         }
-        if found.a.is_none() && name.eq_ignore_ascii_case(a) {
+        if found.a.is_none() && name.eq_ignore_ascii_case(wa) {
             found.a = Some(value);
-        } else if found.b.is_none() && name.eq_ignore_ascii_case(b) {
+        } else if found.b.is_none() && name.eq_ignore_ascii_case(wb) {
             found.b = Some((ne, value));
         }
     }
 }
 
-/// A From, To or Contact value of the form `<uri>` or `"display" <uri>`,
-/// then `;token[=token]` parameters, and nothing else. Returns the `tag`
-/// parameter: `Some(tag)` when the value has this shape (the general
-/// parser accepts it as one value, with this tag), `None` when it does not.
+/// A From, To or Contact value `b[start..end]` of the form `<uri>` or
+/// `"display" <uri>`, then `;name[=value]` parameters, and nothing else.
+/// Returns the `tag` parameter: `Some(tag)` when the value has this shape
+/// (the general parser accepts it as one value, with this tag), `None`
+/// when it does not. Positions are offsets in `b`.
 #[inline]
-pub(crate) fn name_addr_tag(s: &[u8]) -> Option<Option<Range>> {
-    let mut i = 0;
-    match *s.first()? {
+pub(crate) fn name_addr_tag(b: &[u8], start: usize, end: usize) -> Option<Option<Range>> {
+    let mut i = start;
+    if end <= start {
+        return None;
+    }
+    match *b.get(i)? {
         b'"' => {
-            i = 1;
-            loop {
-                match *s.get(i)? {
-                    b'"' => break,
-                    b'\\' => return None,
-                    _ => i += 1,
-                }
+            // The closing quote, with no backslash before it.
+            i = find_either(b, i + 1, end, b'"', b'\\');
+            if b.get(i) != Some(&b'"') || i >= end {
+                return None;
             }
             i += 1;
-            while matches!(s.get(i), Some(b' ' | b'\t')) {
+            while i < end && matches!(b.get(i), Some(b' ' | b'\t')) {
                 i += 1;
             }
-            if s.get(i) != Some(&b'<') {
+            if i >= end || b.get(i) != Some(&b'<') {
                 return None;
             }
         }
         b'<' => {}
         _ => return None,
     }
-    let gt = find_byte(s, i + 1, b'>')?;
-    let uri = s.get(i + 1..gt)?;
+    let gt = find_either(b, i + 1, end, b'>', b'>');
+    if gt >= end {
+        return None;
+    }
+    let uri = b.get(i + 1..gt)?;
     match (uri.first(), uri.last()) {
         (Some(&f), Some(&l)) if !crate::scan::is_lws(f) && !crate::scan::is_lws(l) => {}
         _ => return None,
     }
-    let (_, found) = params(s, gt + 1, b"tag", b"", false)?;
+    let (_, found) = params(b, gt + 1, end, b"tag", b"", false)?;
     Some(found.a.flatten())
 }
 
-/// The first value of a Via header of the form `SIP/2.0/TRANSPORT
-/// host[:port]` and `;token[=token]` parameters, ending at the end of `s`
-/// or at a `,`. Returns the end of that value, the `branch` value and,
-/// when `rport` has no value, the end of its name.
+/// The first value of a Via header `b[start..end]` of the form
+/// `SIP/2.0/TRANSPORT host[:port]` and `;name[=value]` parameters, ending
+/// at `end` or at a `,`. Returns the end of that value, the `branch`
+/// value and, when `rport` has no value, the end of its name (offsets in
+/// `b`).
 #[inline]
-pub(crate) fn top_via(s: &[u8]) -> Option<(usize, Option<Range>, Option<usize>)> {
-    let n = s.len();
-    if n < 8 || !s[..4].eq_ignore_ascii_case(b"SIP/") || &s[4..8] != b"2.0/" {
+pub(crate) fn top_via(
+    b: &[u8],
+    start: usize,
+    end: usize,
+) -> Option<(usize, Option<Range>, Option<usize>)> {
+    let s = b.get(start..end)?;
+    if s.len() < 8 || !s[..4].eq_ignore_ascii_case(b"SIP/") || &s[4..8] != b"2.0/" {
         return None;
     }
-    let mut i = 8;
-    while i < n && is_token(s[i]) {
+    let mut i = start + 8;
+    while i < end && is_token(b[i]) {
         i += 1;
     }
     let t_end = i;
-    while i < n && (s[i] == b' ' || s[i] == b'\t') {
+    while i < end && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
-    if t_end == 8 || i == t_end {
+    if t_end == start + 8 || i == t_end {
         return None;
     }
     let h = i;
-    while i < n && HOST[s[i] as usize] {
-        i += 1;
-    }
+    i = host_run(b, i, end);
     if i == h {
         return None;
     }
-    if s.get(i) == Some(&b':') {
+    if i < end && b[i] == b':' {
         let p = i + 1;
         i = p;
-        while i < n && s[i].is_ascii_digit() {
+        while i < end && b[i].is_ascii_digit() {
             i += 1;
         }
-        parse_u64(&s[p..i], 65535)?;
+        parse_u64(&b[p..i], 65535)?;
     }
-    let (end, found) = params(s, i, b"branch", b"rport", true)?;
+    let (value_end, found) = params(b, i, end, b"branch", b"rport", true)?;
     let rport = match found.b {
         Some((name_end, None)) => Some(name_end),
         _ => None,
     };
-    Some((end, found.a.flatten(), rport))
+    Some((value_end, found.a.flatten(), rport))
 }
 
-/// Host name characters in a Via sent-by: alphanumerics and `-._`.
-static HOST: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
-        c += 1;
+/// The first `x` or `y` in `b[i..end]`, or `end`.
+#[inline(always)]
+fn find_either(b: &[u8], mut i: usize, end: usize, x: u8, y: u8) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i < end && i + 16 <= b.len() {
+        use crate::scan::sse2::{eq_mask, load16};
+        let v = load16(b, i);
+        let k = (eq_mask(v, x) | eq_mask(v, y) | 1 << 16).trailing_zeros() as usize;
+        i += k;
+        if k < 16 {
+            return i.min(end);
+        }
     }
-    t
-};
+    while i < end && b[i] != x && b[i] != y {
+        i += 1;
+    }
+    i.min(end)
+}
 
 #[cfg(test)]
 mod tests {
@@ -216,16 +236,39 @@ mod tests {
 
     fn check(v: &[u8]) -> (bool, bool) {
         let shown = || String::from_utf8_lossy(v).into_owned();
-        let fast_tag = name_addr_tag(v);
+        let fast_tag = name_addr_tag(v, 0, v.len());
         if let Some(t) = fast_tag {
             assert_eq!(general_tag(v), Some(t), "name-addr {:?}", shown());
         }
-        let fast_via = top_via(v);
+        let fast_via = top_via(v, 0, v.len());
         if let Some((end, branch, rport)) = fast_via {
             assert_eq!(
                 general_via(v),
                 Some(((0, end), branch, rport)),
                 "via {:?}",
+                shown()
+            );
+        }
+        // The same value inside a buffer that goes on past it (as in a
+        // message): the bytes after it change nothing.
+        for tail in [
+            &b"\r\nX: ;=,\"<>\\ tag=1;branch=2"[..],
+            b";tag=x>\"\\\\\\\\\\\\\\\\\\",
+        ] {
+            let mut buf = b"To: ".to_vec();
+            buf.extend_from_slice(v);
+            buf.extend_from_slice(tail);
+            let at = |r: Option<Range>| r.map(|(a, b)| (a + 4, b + 4));
+            assert_eq!(
+                name_addr_tag(&buf, 4, 4 + v.len()),
+                fast_tag.map(at),
+                "name-addr in a buffer {:?}",
+                shown()
+            );
+            assert_eq!(
+                top_via(&buf, 4, 4 + v.len()),
+                fast_via.map(|(e, b, r)| (e + 4, at(b), r.map(|r| r + 4))),
+                "via in a buffer {:?}",
                 shown()
             );
         }

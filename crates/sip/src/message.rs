@@ -335,7 +335,7 @@ impl Message {
             let to = dup.unwrap_or(self.headers.len());
             for h in &self.headers[from..to] {
                 if h.name == HeaderName::Contact {
-                    check_contact(&b[h.value.range()])?;
+                    check_contact(b, h.value)?;
                 }
             }
             if let Some(k) = dup {
@@ -356,12 +356,11 @@ impl Message {
         // Top Via, and the parameters the proxy reads and edits.
         let vh = self.headers[via];
         let vv = &b[vh.value.range()];
-        let base = vh.value.start as usize;
-        let at = |(s, e): fast::Range| Span::new(base + s, base + e);
-        if let Some((end, branch, rport)) = fast::top_via(vv) {
-            self.top_via = at((0, end));
-            self.via_branch = branch.map(at);
-            self.via_rport_ask = rport.map(|e| (base + e) as u32);
+        let (start, end) = (vh.value.start as usize, vh.value.end as usize);
+        if let Some((first_end, branch, rport)) = fast::top_via(b, start, end) {
+            self.top_via = Span::new(start, first_end);
+            self.via_branch = branch.map(|(s, e)| Span::new(s, e));
+            self.via_rport_ask = rport.map(|e| e as u32);
         } else {
             self.top_via_general(b, vv)?;
         }
@@ -462,9 +461,8 @@ impl Message {
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
         let value = self.headers[k].value;
         let v = &b[value.range()];
-        if let Some(tag) = fast::name_addr_tag(v) {
-            let base = value.start as usize;
-            return Ok(tag.map(|(s, e)| Span::new(base + s, base + e)));
+        if let Some(tag) = fast::name_addr_tag(b, value.start as usize, value.end as usize) {
+            return Ok(tag.map(|(s, e)| Span::new(s, e)));
         }
         self.addr_tag_general(b, v, what)
     }
@@ -879,8 +877,12 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     })
 }
 
-fn check_contact(v: &[u8]) -> Result<(), ParseError> {
-    if fast::name_addr_tag(v).is_some() || trim(v) == b"*" {
+fn check_contact(b: &[u8], value: Span) -> Result<(), ParseError> {
+    if fast::name_addr_tag(b, value.start as usize, value.end as usize).is_some() {
+        return Ok(());
+    }
+    let v = &b[value.range()];
+    if trim(v) == b"*" {
         return Ok(());
     }
     for item in CommaSplit::new(v) {

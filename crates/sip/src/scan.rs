@@ -272,6 +272,69 @@ fn find3_words(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
     )
 }
 
+/// Bytes that end a parameter name or value in the one-pass checks
+/// (`fast.rs`): `;`, `=`, `,`, `"`, `<`, and every byte up to SP or from
+/// 0x80 (white space, controls, non-ASCII). A superset of what ends them
+/// for the general parser ([`crate::params`]), so the one-pass checks
+/// give up where the two could differ.
+pub(crate) static PARAM_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = c <= 0x20 || c >= 0x80 || matches!(c as u8, b';' | b'=' | b',' | b'"' | b'<');
+        c += 1;
+    }
+    t
+};
+
+/// Host name characters: alphanumerics and `-._`.
+pub(crate) static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
+        c += 1;
+    }
+    t
+};
+
+/// The first offset in `s[i..end]` whose byte is a [`PARAM_STOP`], or
+/// `end`. Reads up to sixteen bytes past `end` (within `s`).
+#[inline(always)]
+pub(crate) fn param_run(s: &[u8], mut i: usize, end: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i < end && i + 16 <= s.len() {
+        let k = (sse2::param_stops(sse2::load16(s, i)) | 1 << 16).trailing_zeros() as usize;
+        i += k;
+        if k < 16 {
+            return i.min(end);
+        }
+    }
+    while i < end && i < s.len() && !PARAM_STOP[s[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
+/// The first offset in `s[i..end]` whose byte is not a [`HOST`]
+/// character, or `end`. Reads up to sixteen bytes past `end` (within
+/// `s`).
+#[inline(always)]
+pub(crate) fn host_run(s: &[u8], mut i: usize, end: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i < end && i + 16 <= s.len() {
+        let k = (!sse2::host_chars(sse2::load16(s, i)) | 1 << 16).trailing_zeros() as usize;
+        i += k;
+        if k < 16 {
+            return i.min(end);
+        }
+    }
+    while i < end && i < s.len() && HOST[s[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
 /// The LFs of a buffer, found 64 bytes at a time and handed out in
 /// order: the header loop asks for the next line end from where the last
 /// one ended, mostly within the same 64 bytes.
@@ -340,7 +403,8 @@ pub(crate) mod sse2 {
     //! The few SSE2 operations the scanners use. SSE2 is part of every
     //! x86_64 target.
     use core::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_sub_epi8,
     };
 
     /// The sixteen bytes of `s` from `i` (bounds-checked: callers keep
@@ -360,6 +424,45 @@ pub(crate) mod sse2 {
         // SAFETY: the intrinsics only need SSE2, which this module is
         // compiled with (`target_feature = "sse2"`, part of x86_64).
         unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8))) as u32 }
+    }
+
+    /// Bit k set when byte k of `v` is a [`super::PARAM_STOP`] byte.
+    #[inline(always)]
+    pub(crate) fn param_stops(v: __m128i) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe {
+            let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+            // Signed: 0x00-0x20 and 0x80-0xff.
+            let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x21));
+            let m = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_or_si128(eq(b';'), eq(b'=')),
+                    _mm_or_si128(eq(b','), eq(b'"')),
+                ),
+                _mm_or_si128(eq(b'<'), low),
+            );
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// Bit k set when byte k of `v` is a host name character
+    /// (alphanumeric, `-`, `.`, `_`).
+    #[inline(always)]
+    pub(crate) fn host_chars(v: __m128i) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe {
+            // `x` in `lo..=hi`: `x - lo` (wrapping) is at most `hi - lo`.
+            let in_range = |x: __m128i, lo: u8, hi: u8| {
+                let d = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
+                _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((hi - lo) as i8)), d)
+            };
+            let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let digit = in_range(v, b'0', b'9');
+            let dash_dot = in_range(v, b'-', b'.');
+            let under = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
+            let m = _mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(dash_dot, under));
+            _mm_movemask_epi8(m) as u32
+        }
     }
 
     /// Bit k set when byte k of `v | or` equals byte k of `want`.
@@ -485,6 +588,27 @@ mod tests {
                 assert_eq!(ends.find(s, from), want(from), "{len} {from}");
             }
         }
+    }
+
+    #[test]
+    fn class_runs_match_their_tables() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for c in 0..=255u8 {
+            // Each byte alone, and at every place of a run of `a`.
+            for at in 0..40 {
+                let mut s = vec![b'a'; 40];
+                s[at] = c;
+                let want_p = if PARAM_STOP[c as usize] { at } else { 40 };
+                let want_h = if HOST[c as usize] { 40 } else { at };
+                assert_eq!(param_run(&s, 0, 40), want_p, "{c} {at}");
+                assert_eq!(host_run(&s, 0, 40), want_h, "{c} {at}");
+                // A window that ends before the byte.
+                assert_eq!(param_run(&s, 0, at), at, "{c} {at}");
+                assert_eq!(host_run(&s, 0, at), at, "{c} {at}");
+            }
+        }
+        assert_eq!(param_run(&all, 0x21, 256), usize::from(b'"'));
+        assert_eq!(host_run(&all, b'0' as usize, 256), usize::from(b'9') + 1);
     }
 
     #[test]
