@@ -254,6 +254,7 @@ mod tests {
         for tail in [
             &b"\r\nX: ;=,\"<>\\ tag=1;branch=2"[..],
             b";tag=x>\"\\\\\\\\\\\\\\\\\\",
+            b"abcdefghijklmnopqrstuvwxyz0123456789.-_",
         ] {
             let mut buf = b"To: ".to_vec();
             buf.extend_from_slice(v);

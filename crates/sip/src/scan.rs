@@ -313,7 +313,7 @@ pub(crate) fn param_run(s: &[u8], mut i: usize, end: usize) -> usize {
     while i < end && i < s.len() && !PARAM_STOP[s[i] as usize] {
         i += 1;
     }
-    i
+    i.min(end)
 }
 
 /// The first offset in `s[i..end]` whose byte is not a [`HOST`]
@@ -332,7 +332,7 @@ pub(crate) fn host_run(s: &[u8], mut i: usize, end: usize) -> usize {
     while i < end && i < s.len() && HOST[s[i] as usize] {
         i += 1;
     }
-    i
+    i.min(end)
 }
 
 /// The LFs of a buffer, found 64 bytes at a time and handed out in
