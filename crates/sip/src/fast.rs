@@ -171,6 +171,42 @@ pub(crate) fn top_via(
     Some((value_end, found.a.flatten(), rport))
 }
 
+/// Whether `b[start..end]` is a URI `sip:user@host[:port]` (scheme in
+/// any case), the user without white space, controls, non-ASCII, `:` or
+/// a [`crate::scan::PARAM_STOP`] byte, and the host a host name. Such a
+/// URI parses with [`crate::uri::Uri::parse`], as a `sip:` URI without
+/// headers.
+#[inline]
+pub(crate) fn sip_uri(b: &[u8], start: usize, end: usize) -> bool {
+    let Some(s) = b.get(start..end) else {
+        return false;
+    };
+    if s.len() < 4 || !s[..4].eq_ignore_ascii_case(b"sip:") {
+        return false;
+    }
+    let user = start + 4;
+    let at = find_either(b, user, end, b'@', b':');
+    if at == user || at >= end || b[at] != b'@' || param_run(b, user, at) != at {
+        return false;
+    }
+    let host = at + 1;
+    let mut i = host_run(b, host, end);
+    if i == host {
+        return false;
+    }
+    if i < end && b[i] == b':' {
+        let p = i + 1;
+        i = p;
+        while i < end && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if parse_u64(&b[p..i], 65535).is_none() {
+            return false;
+        }
+    }
+    i == end
+}
+
 /// The first `x` or `y` in `b[i..end]`, or `end`.
 #[inline(always)]
 fn find_either(b: &[u8], mut i: usize, end: usize, x: u8, y: u8) -> usize {
@@ -236,6 +272,11 @@ mod tests {
 
     fn check(v: &[u8]) -> (bool, bool) {
         let shown = || String::from_utf8_lossy(v).into_owned();
+        if sip_uri(v, 0, v.len()) {
+            let u = crate::uri::Uri::parse(v).unwrap_or_else(|e| panic!("{e:?} {:?}", shown()));
+            assert_eq!(u.scheme, crate::uri::Scheme::Sip, "{:?}", shown());
+            assert!(u.headers.is_empty(), "{:?}", shown());
+        }
         let fast_tag = name_addr_tag(v, 0, v.len());
         if let Some(t) = fast_tag {
             assert_eq!(general_tag(v), Some(t), "name-addr {:?}", shown());
@@ -289,6 +330,9 @@ mod tests {
         b"SIP/2.0/TCP h;RPORT;Branch=z9hG4bK1;rport=5, SIP/2.0/UDP x",
         b"sip/2.0/udp h:0;branch",
         b"SIP/2.0/UDP [::1]:5060;branch=z9hG4bK2",
+        b"sip:bob@biloxi.example.com",
+        b"SIP:a@b:5060",
+        b"sip:user;par=u%40example.net@example.com",
     ];
 
     #[test]
@@ -326,7 +370,7 @@ mod tests {
                 }
             }
             let (t, w) = check(&v);
-            fast += usize::from(t || w);
+            fast += usize::from(t || w || sip_uri(&v, 0, v.len()));
         }
         // The mutations must reach the fast paths often.
         assert!(fast > 50_000, "{fast}");

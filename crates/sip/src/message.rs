@@ -822,13 +822,13 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     let line = &b[start..end];
     if line.starts_with(b"SIP/") || line.starts_with(b"sip/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp =
-            memchr::memchr(b' ', line).ok_or_else(|| ParseError::bad("Malformed status line"))?;
+        let sp = scan::find_byte(line, 0, b' ')
+            .ok_or_else(|| ParseError::bad("Malformed status line"))?;
         if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::with_status(505, "Version Not Supported"));
         }
         let rest = &line[sp + 1..];
-        let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let code_end = scan::find_byte(rest, 0, b' ').unwrap_or(rest.len());
         let code = match &rest[..code_end] {
             c if c.len() == 3 => parse_u64(c, 699).filter(|&c| c >= 100),
             _ => None,
@@ -842,14 +842,14 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let sp1 =
-        memchr::memchr(b' ', line).ok_or_else(|| ParseError::bad("Malformed request line"))?;
+        scan::find_byte(line, 0, b' ').ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let method = &line[..sp1];
     if !scan::is_token_str(method) {
         return Err(ParseError::bad("Malformed method"));
     }
     let rest = &line[sp1 + 1..];
     let sp2 =
-        memchr::memchr(b' ', rest).ok_or_else(|| ParseError::bad("Malformed request line"))?;
+        scan::find_byte(rest, 0, b' ').ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
     if uri.is_empty()
@@ -864,12 +864,14 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
         }
         return Err(ParseError::bad("Malformed SIP version"));
     }
-    let parsed =
-        Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
-    if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
-        return Err(ParseError::bad("Request-URI with escaped headers"));
-    }
     let uri_start = start + sp1 + 1;
+    if !fast::sip_uri(b, uri_start, uri_start + sp2) {
+        let parsed =
+            Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
+        if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
+            return Err(ParseError::bad("Request-URI with escaped headers"));
+        }
+    }
     Ok(Start::Request {
         method: Method::from_bytes(method),
         method_span: Span::new(start, start + sp1),
