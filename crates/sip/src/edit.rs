@@ -29,6 +29,12 @@ pub struct Editor<'m> {
     ops: SmallVec<[Op; 12]>,
     texts: Texts,
     body: Option<&'m [u8]>,
+    /// What the edits add to the size (less what they remove), while
+    /// `simple`.
+    grown: isize,
+    /// No edit overlaps another and none starts a line: then the edited
+    /// message is `grown` bytes larger than the original.
+    simple: bool,
 }
 
 /// The texts the edits insert, one after the other: inline up to 512
@@ -106,6 +112,8 @@ impl<'m> Editor<'m> {
                 heap: None,
             },
             body: None,
+            grown: 0,
+            simple: true,
         }
     }
 
@@ -139,6 +147,12 @@ impl<'m> Editor<'m> {
             ops.swap(k - 1, k);
             k -= 1;
         }
+        // While no two edits overlap, one that overlaps none of its
+        // neighbours overlaps none at all.
+        let overlaps = (k > 0 && ops[k - 1].end > op.start)
+            || ops.get(k + 1).is_some_and(|n| op.end > n.start);
+        self.simple &= !overlaps && !op.line_start;
+        self.grown += (op.text.1 - op.text.0) as isize - (op.end - op.start) as isize;
     }
 
     #[inline(always)]
@@ -352,6 +366,9 @@ impl<'m> Editor<'m> {
 
     /// The size of the edited message.
     pub fn len(&self) -> usize {
+        if self.simple && self.body.is_none() {
+            return (self.msg.as_bytes().len() as isize + self.grown) as usize;
+        }
         if self.ops.iter().any(|o| o.line_start) {
             let mut n = 0;
             self.walk(|s| n += s.len());
