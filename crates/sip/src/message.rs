@@ -317,7 +317,9 @@ impl Message {
             // `Other`, or an index past u16: look from there.
             f => {
                 let from = f.map_or(0, |&f| f as usize);
-                let k = self.headers[from..].iter().position(|h| h.name == name)?;
+                let k = self.headers.as_slice()[from..]
+                    .iter()
+                    .position(|h| h.name == name)?;
                 Some(from + k)
             }
         }
@@ -333,7 +335,7 @@ impl Message {
         if contact.is_some() || dup.is_some() {
             let from = contact.unwrap_or(usize::MAX).min(dup.unwrap_or(usize::MAX));
             let to = dup.unwrap_or(self.headers.len());
-            for h in &self.headers[from..to] {
+            for h in &self.headers.as_slice()[from..to] {
                 if h.name == HeaderName::Contact {
                     check_contact(b, h.value)?;
                 }
@@ -341,7 +343,7 @@ impl Message {
             if let Some(k) = dup {
                 return Err(ParseError::bad(format!(
                     "Multiple {} headers",
-                    self.headers[k].name.as_str()
+                    self.headers.as_slice()[k].name.as_str()
                 )));
             }
         }
@@ -354,7 +356,7 @@ impl Message {
         let cseq = found(HeaderName::CSeq)?;
 
         // Top Via, and the parameters the proxy reads and edits.
-        let vh = self.headers[via];
+        let vh = self.headers.as_slice()[via];
         let vv = &b[vh.value.range()];
         let (start, end) = (vh.value.start as usize, vh.value.end as usize);
         if let Some((first_end, branch, rport)) = fast::top_via(b, start, end) {
@@ -370,14 +372,14 @@ impl Message {
         self.to_tag = self.addr_tag(b, to, "To")?;
 
         // Call-ID.
-        let cid = self.headers[call_id].value;
+        let cid = self.headers.as_slice()[call_id].value;
         if cid.is_empty() || scan::has_lws(&b[cid.range()]) {
             return Err(ParseError::bad("Malformed Call-ID header"));
         }
         self.call_id = cid;
 
         // CSeq: number LWS method.
-        let cs = self.headers[cseq].value;
+        let cs = self.headers.as_slice()[cseq].value;
         let v = &b[cs.range()];
         let digits = v
             .iter()
@@ -415,7 +417,7 @@ impl Message {
         };
 
         if let Some(k) = self.first_index(HeaderName::MaxForwards) {
-            let v = &b[self.headers[k].value.range()];
+            let v = &b[self.headers.as_slice()[k].value.range()];
             self.max_forwards =
                 Some(parse_u64(v, 255).ok_or_else(|| ParseError::bad("Bad Max-Forwards"))? as u32);
         }
@@ -424,7 +426,7 @@ impl Message {
         let available = b.len() - self.body_start as usize;
         match self.first_index(HeaderName::ContentLength) {
             Some(k) => {
-                let v = &b[self.headers[k].value.range()];
+                let v = &b[self.headers.as_slice()[k].value.range()];
                 let cl = parse_u64(v, u64::from(u32::MAX))
                     .ok_or_else(|| ParseError::bad("Bad Content-Length"))?;
                 if cl as usize > available {
@@ -459,7 +461,7 @@ impl Message {
     }
 
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
-        let value = self.headers[k].value;
+        let value = self.headers.as_slice()[k].value;
         let v = &b[value.range()];
         if let Some(tag) = fast::name_addr_tag(b, value.start as usize, value.end as usize) {
             return Ok(tag.map(|(s, e)| Span::new(s, e)));
@@ -603,7 +605,9 @@ impl Message {
     /// Header lines of one kind.
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
         let from = self.first_index(name).unwrap_or(self.headers.len());
-        self.headers[from..].iter().filter(move |h| h.name == name)
+        self.headers.as_slice()[from..]
+            .iter()
+            .filter(move |h| h.name == name)
     }
 
     /// Header lines with a given name (case-insensitive), for headers
