@@ -150,19 +150,7 @@ pub(crate) fn top_via(
     if t_end == start + 8 || i == t_end {
         return None;
     }
-    let h = i;
-    i = host_run(b, i, end);
-    if i == h {
-        return None;
-    }
-    if i < end && b[i] == b':' {
-        let p = i + 1;
-        i = p;
-        while i < end && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        parse_u64(&b[p..i], 65535)?;
-    }
+    let i = host_port(b, i, end)?;
     let (value_end, found) = params(b, i, end, b"branch", b"rport", true)?;
     let rport = match found.b {
         Some((name_end, None)) => Some(name_end),
@@ -189,22 +177,26 @@ pub(crate) fn sip_uri(b: &[u8], start: usize, end: usize) -> bool {
     if at == user || at >= end || b[at] != b'@' || param_run(b, user, at) != at {
         return false;
     }
-    let host = at + 1;
-    let mut i = host_run(b, host, end);
-    if i == host {
-        return false;
+    host_port(b, at + 1, end) == Some(end)
+}
+
+/// A host name and an optional `:port` (at most 65535) from `i`, within
+/// `end`: where they end. `None` without a host name or with a bad port.
+#[inline(always)]
+fn host_port(b: &[u8], i: usize, end: usize) -> Option<usize> {
+    let mut j = host_run(b, i, end);
+    if j == i {
+        return None;
     }
-    if i < end && b[i] == b':' {
-        let p = i + 1;
-        i = p;
-        while i < end && b[i].is_ascii_digit() {
-            i += 1;
+    if j < end && b[j] == b':' {
+        let p = j + 1;
+        j = p;
+        while j < end && b[j].is_ascii_digit() {
+            j += 1;
         }
-        if parse_u64(&b[p..i], 65535).is_none() {
-            return false;
-        }
+        parse_u64(&b[p..j], 65535)?;
     }
-    i == end
+    Some(j)
 }
 
 /// The first `x` or `y` in `b[i..end]`, or `end`.
