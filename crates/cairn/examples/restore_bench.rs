@@ -196,10 +196,11 @@ fn generate(a: &Args) {
                         value,
                         expires_at,
                         urgent,
+                        fresh,
                     } => {
                         puts += 1;
                         value_bytes += value.len() as u64;
-                        store.put(space, key, value, expires_at, urgent);
+                        store.put(space, key, value, expires_at, urgent, fresh);
                     }
                     Output::Forget { space, key } => store.forget(space, key),
                     Output::Transmit(_) => sends += 1,

@@ -102,6 +102,9 @@ pub struct DriverMetrics {
     pub store_commit_seconds_sum: f64,
     pub store_commit_seconds_max: f64,
     pub store_records: u64,
+    /// Staged records never written: replaced or removed before their
+    /// commit.
+    pub store_records_folded: u64,
     pub store_syncs: u64,
     /// Records waiting to be grouped with others (`state_delay_ms`).
     pub store_staged: u64,
@@ -410,6 +413,18 @@ pub fn metrics_text(proxy: &Proxy, m: &DriverMetrics) -> String {
         "gauge",
         "Slowest store commit.",
         &[("", m.store_commit_seconds_max)],
+    );
+    metric(
+        "store_records_total",
+        "counter",
+        "Records written or removed by store commits.",
+        &[("", m.store_records as f64)],
+    );
+    metric(
+        "store_records_folded_total",
+        "counter",
+        "Staged records never written: replaced by a newer one of the same key, or removed before any commit.",
+        &[("", m.store_records_folded as f64)],
     );
     metric(
         "store_staged_records",

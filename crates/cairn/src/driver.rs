@@ -324,7 +324,8 @@ pub async fn run(
                     value,
                     expires_at,
                     urgent,
-                } => store.put(space, key, value, expires_at, urgent),
+                    fresh,
+                } => store.put(space, key, value, expires_at, urgent, fresh),
                 Output::Forget { space, key } => store.forget(space, key),
                 Output::Lookup {
                     txn,

@@ -4,9 +4,15 @@
 //! committed before any message of that turn is sent, so no INVITE leaves
 //! before its branch is on record. Other records (a 1xx, a final, a
 //! dialog, an end) wait up to `state_delay_ms` to ride along with the next
-//! urgent commit, or are committed by themselves when that time is up. At
-//! start the records are read back before any socket is read.
+//! urgent commit, or are committed by themselves when that time is up.
+//! While staged, records of one key are folded together: a newer value
+//! replaces an older one, and a record removed before it was ever
+//! committed (a fresh key) is not written at all, so a short-lived state
+//! (a 180 and the 200 right after it, then the end of the transaction)
+//! costs the store nothing. At start the records are read back before any
+//! socket is read.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cairn_proxy::{Millis, Proxy, Space};
@@ -19,6 +25,14 @@ use crate::admin::DriverMetrics;
 pub struct StateStore {
     store: Box<dyn Store>,
     batch: Vec<Op>,
+    /// Where each staged key is in `batch`, to fold later records of the
+    /// same key into it.
+    staged_keys: HashMap<(Space, [u8; 8]), Staged>,
+    /// Entries of `batch` folded away (removed at commit).
+    dropped: Vec<bool>,
+    dropped_count: usize,
+    /// Records folded away since the last commit (for the metrics).
+    folded: u64,
     durability: Durability,
     /// Whether the last commit failed (logged once per outage).
     failing: bool,
@@ -35,6 +49,16 @@ pub struct StateStore {
 
 /// A batch this large is committed without waiting for the delay.
 const MAX_STAGED: usize = 1024;
+
+/// A key staged in the current batch.
+#[derive(Clone, Copy)]
+struct Staged {
+    /// Its entry in the batch.
+    index: usize,
+    /// The store holds no value of this key: its first staged record is a
+    /// put the core marked fresh. A removal then needs no write.
+    fresh: bool,
+}
 
 fn space(s: Space) -> cairn_store::Space {
     match s {
@@ -54,6 +78,10 @@ impl StateStore {
         Ok(StateStore {
             store: opened.store,
             batch: Vec::with_capacity(64),
+            staged_keys: HashMap::with_capacity(64),
+            dropped: Vec::with_capacity(64),
+            dropped_count: 0,
+            folded: 0,
             durability: cfg.durability,
             failing: false,
             cfg: cfg.clone(),
@@ -97,6 +125,10 @@ impl StateStore {
         Ok(StateStore {
             store: Box::new(store),
             batch: Vec::with_capacity(64),
+            staged_keys: HashMap::with_capacity(64),
+            dropped: Vec::with_capacity(64),
+            dropped_count: 0,
+            folded: 0,
             durability: Durability::Buffered,
             failing: false,
             cfg: StoreConfig::new(""),
@@ -199,7 +231,8 @@ impl StateStore {
     }
 
     /// Stage a record write; `urgent` when a message of this turn waits
-    /// for it.
+    /// for it, `fresh` when no value of this key was ever staged before.
+    /// A value of the same key still staged is replaced.
     pub fn put(
         &mut self,
         s: Space,
@@ -207,16 +240,51 @@ impl StateStore {
         value: Vec<u8>,
         expires_at: Millis,
         urgent: bool,
+        fresh: bool,
     ) {
         self.note_staged(urgent);
-        self.batch
-            .push(Op::put(space(s), key.to_vec(), value, expires_at));
+        let op = Op::put(space(s), key.to_vec(), value, expires_at);
+        match self.staged_keys.get(&(s, key)) {
+            Some(st) => {
+                self.batch[st.index] = op;
+                self.folded += 1;
+            }
+            None => self.stage(s, key, op, fresh),
+        }
     }
 
-    /// Stage a record removal.
+    /// Stage a record removal. A record of this key still staged is
+    /// replaced by the removal, or, if the store never had the key, both
+    /// are dropped.
     pub fn forget(&mut self, s: Space, key: [u8; 8]) {
-        self.note_staged(false);
-        self.batch.push(Op::delete(space(s), key.to_vec()));
+        match self.staged_keys.get(&(s, key)).copied() {
+            Some(st) if st.fresh => {
+                self.staged_keys.remove(&(s, key));
+                self.dropped[st.index] = true;
+                self.dropped_count += 1;
+                self.folded += 2;
+            }
+            Some(st) => {
+                self.batch[st.index] = Op::delete(space(s), key.to_vec());
+                self.folded += 1;
+            }
+            None => {
+                self.note_staged(false);
+                self.stage(s, key, Op::delete(space(s), key.to_vec()), false);
+            }
+        }
+    }
+
+    fn stage(&mut self, s: Space, key: [u8; 8], op: Op, fresh: bool) {
+        self.staged_keys.insert(
+            (s, key),
+            Staged {
+                index: self.batch.len(),
+                fresh,
+            },
+        );
+        self.batch.push(op);
+        self.dropped.push(false);
     }
 
     fn note_staged(&mut self, urgent: bool) {
@@ -229,7 +297,7 @@ impl StateStore {
 
     /// Records staged and not committed yet.
     pub fn staged(&self) -> usize {
-        self.batch.len()
+        self.batch.len() - self.dropped_count
     }
 
     /// When the staged records must be committed even if no urgent one
@@ -255,6 +323,18 @@ impl StateStore {
     pub fn commit(&mut self, m: &mut DriverMetrics) {
         self.urgent = false;
         self.waiting_since = None;
+        self.staged_keys.clear();
+        m.store_records_folded += std::mem::take(&mut self.folded);
+        if self.dropped_count > 0 {
+            let dropped = &self.dropped;
+            let mut i = 0;
+            self.batch.retain(|_| {
+                i += 1;
+                !dropped[i - 1]
+            });
+            self.dropped_count = 0;
+        }
+        self.dropped.clear();
         if self.batch.is_empty() {
             return;
         }
@@ -299,5 +379,115 @@ impl StateStore {
             Ok(()) => m.store_syncs += 1,
             Err(e) => warn!(error = %e, "state store sync failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state store on a real fjall database in a directory of its own.
+    struct Fixture {
+        dir: std::path::PathBuf,
+        store: StateStore,
+        m: DriverMetrics,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Fixture {
+            let dir =
+                std::env::temp_dir().join(format!("cairn-state-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let store = StateStore::open(&StoreConfig::new(&dir), 10).unwrap();
+            Fixture {
+                dir,
+                store,
+                m: DriverMetrics::default(),
+            }
+        }
+
+        fn stored(&mut self) -> Vec<(Vec<u8>, Vec<u8>)> {
+            let far = cairn_store::unix_ms();
+            let mut r: Vec<_> = self
+                .store
+                .store
+                .load(cairn_store::Space::Transactions, far)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.key, r.value))
+                .collect();
+            r.sort();
+            r
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    const T: Space = Space::Transactions;
+    const K1: [u8; 8] = *b"key-0001";
+    const K2: [u8; 8] = *b"key-0002";
+
+    fn later() -> Millis {
+        cairn_store::unix_ms() + 60_000
+    }
+
+    #[test]
+    fn a_fresh_record_removed_before_its_commit_is_never_written() {
+        let mut f = Fixture::new("fresh");
+        f.store.put(T, K1, b"180".to_vec(), later(), false, true);
+        f.store.put(T, K1, b"200".to_vec(), later(), false, false);
+        f.store.forget(T, K1);
+        assert_eq!(f.store.staged(), 0);
+        f.store.commit(&mut f.m);
+        assert_eq!(f.m.store_records, 0);
+        assert_eq!(f.m.store_records_folded, 3);
+        assert!(f.stored().is_empty());
+        // The same key afterwards is a new record and is written.
+        f.store.put(T, K1, b"again".to_vec(), later(), false, true);
+        f.store.commit(&mut f.m);
+        assert_eq!(f.stored(), vec![(K1.to_vec(), b"again".to_vec())]);
+    }
+
+    #[test]
+    fn a_record_the_store_may_hold_is_removed_and_the_newest_value_wins() {
+        let mut f = Fixture::new("known");
+        f.store.put(T, K1, b"base".to_vec(), later(), true, true);
+        f.store.put(T, K2, b"old".to_vec(), later(), true, true);
+        f.store.commit(&mut f.m);
+        assert_eq!(f.m.store_records, 2);
+        // Written before: the removal must reach the store, and only the
+        // newest of several values of a key is written.
+        f.store
+            .put(T, K1, b"state-1".to_vec(), later(), false, false);
+        f.store.put(T, K2, b"new-1".to_vec(), later(), false, false);
+        f.store.put(T, K2, b"new-2".to_vec(), later(), false, false);
+        f.store.forget(T, K1);
+        assert_eq!(f.store.staged(), 2);
+        f.store.commit(&mut f.m);
+        assert_eq!(f.m.store_records, 4);
+        assert_eq!(f.m.store_records_folded, 2);
+        assert_eq!(f.stored(), vec![(K2.to_vec(), b"new-2".to_vec())]);
+    }
+
+    #[test]
+    fn a_removal_then_a_new_value_keeps_the_new_value() {
+        let mut f = Fixture::new("readd");
+        f.store.put(T, K1, b"first".to_vec(), later(), true, true);
+        f.store.commit(&mut f.m);
+        f.store.forget(T, K1);
+        f.store.put(T, K1, b"second".to_vec(), later(), false, true);
+        // The store holds "first": a later removal in this batch must
+        // still be written, whatever the core said of the new value.
+        f.store.forget(T, K1);
+        f.store.commit(&mut f.m);
+        assert!(f.stored().is_empty());
+        f.store.forget(T, K1);
+        f.store.put(T, K1, b"third".to_vec(), later(), false, true);
+        f.store.commit(&mut f.m);
+        assert_eq!(f.stored(), vec![(K1.to_vec(), b"third".to_vec())]);
     }
 }

@@ -162,6 +162,10 @@ pub enum Output {
         /// order the core gave them; what a restart makes of a lost one
         /// is in docs/durability.md.
         urgent: bool,
+        /// No earlier value of this key was ever handed out: when a
+        /// `Forget` of the key comes before the record was committed,
+        /// neither needs to reach the store.
+        fresh: bool,
     },
     /// The record is of no use any more.
     Forget {
@@ -2053,6 +2057,8 @@ impl Proxy {
                 (None, Some(persist::encode_state(&state)))
             };
             let s = self.servers.get_mut(id).expect("checked above");
+            let base_fresh = !s.persisted;
+            let state_fresh = !s.state_written;
             s.persisted = true;
             self.stats.records_written += 1;
             if let Some((b, base_expires)) = base {
@@ -2064,6 +2070,7 @@ impl Proxy {
                     expires_at: base_expires,
                     value: b,
                     urgent,
+                    fresh: base_fresh,
                 });
             }
             if let Some(state) = state {
@@ -2074,6 +2081,7 @@ impl Proxy {
                     expires_at,
                     value: state,
                     urgent,
+                    fresh: state_fresh,
                 });
             }
         }
@@ -2128,8 +2136,12 @@ impl Proxy {
                 .local
                 .map(|l| (persist::transport_code(l.transport), l.addr)),
             parallel: ctx.mode == ForkMode::Parallel,
-            failover_codes: (300..700)
-                .filter(|c| ctx.failover.should_failover(*c))
+            failover_codes: ctx
+                .failover
+                .codes
+                .ranges()
+                .into_iter()
+                .flat_map(|(a, b)| [a, b])
                 .collect(),
             failover_on_timeout: ctx.failover.on_timeout(),
             targets: ctx.targets.iter().map(Self::target_record).collect(),
@@ -2147,6 +2159,7 @@ impl Proxy {
             branches,
             expires_at,
             state,
+            version: persist::VERSION,
         };
         Some(persist::encode_base(&r))
     }
@@ -2310,6 +2323,9 @@ impl Proxy {
             let mut codes = cairn_routing::CodeSet::empty();
             for code in c.failover_codes {
                 codes.insert(code);
+            }
+            for (first, last) in c.failover_ranges {
+                codes.insert_range(first, last);
             }
             let failover = Failover {
                 codes,
@@ -2559,6 +2575,8 @@ impl Proxy {
                 value: dialog::encode(d),
                 expires_at: d.expires_at,
                 urgent: false,
+                // Not tracked for dialogs: a Forget always reaches the store.
+                fresh: false,
             });
         }
     }

@@ -30,8 +30,12 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// The current record format (5: the rule's manipulation of the request).
-pub const VERSION: u8 = 5;
+/// The current record format (6: branch requests packed as line runs of
+/// the caller's INVITE; 5, whose requests are LZ4-compressed, is read
+/// too).
+pub const VERSION: u8 = 6;
+/// The previous record format, still read.
+const VERSION_5: u8 = 5;
 /// Kind byte of a base record.
 pub const KIND_BASE: u8 = 0;
 /// Kind byte of a state record.
@@ -62,7 +66,10 @@ pub struct TxnRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtxRecord {
     pub parallel: bool,
+    /// Failover codes, one by one (as records of version 5 have them).
     pub failover_codes: Vec<u16>,
+    /// Failover codes as inclusive runs.
+    pub failover_ranges: Vec<(u16, u16)>,
     pub failover_on_timeout: bool,
     pub targets: Vec<TargetRecord>,
     pub next_target: u32,
@@ -173,6 +180,8 @@ pub struct BaseRecord<'a> {
     pub peer_transport: u8,
     pub local: Option<(u8, SocketAddr)>,
     pub parallel: bool,
+    /// The failover codes: inclusive runs as pairs `first, last`
+    /// (version 5: every code).
     pub failover_codes: Vec<u16>,
     pub failover_on_timeout: bool,
     pub targets: Vec<TargetRecord>,
@@ -193,6 +202,9 @@ pub struct BaseRecord<'a> {
     /// The state when no state record of its own was written yet.
     #[serde(borrow)]
     pub state: Option<StateRecord<'a>>,
+    /// The format the record was read in (not stored: the version byte).
+    #[serde(skip)]
+    pub version: u8,
 }
 
 /// A branch as sent.
@@ -209,17 +221,143 @@ pub struct BranchBase<'a> {
 /// allocated).
 const MAX_REQUEST: usize = 1 << 20;
 
-/// A branch's request, LZ4-compressed with the caller's INVITE as the
-/// dictionary (empty stays empty).
+/// A branch's request, packed against the caller's INVITE (empty stays
+/// empty). A forwarded request is that INVITE with a few lines added
+/// (Via, Record-Route), changed (Max-Forwards, the Request-URI) or
+/// removed (a Route): it is written as runs of lines copied from the
+/// caller's INVITE and the lines of its own, so a branch costs about the
+/// bytes the proxy added. Format: a sequence of varints `x`; `x & 1 == 0`
+/// copies `x >> 1` bytes of the caller's INVITE from the offset in the
+/// next varint, `x & 1 == 1` takes the next `x >> 1` bytes as they are.
 pub fn pack_request(request: &[u8], caller: &[u8]) -> Vec<u8> {
-    if request.is_empty() {
-        return Vec::new();
+    let mut out = Vec::with_capacity(request.len() / 4 + 16);
+    // The pending run: a copy (caller offset, length) or own bytes
+    // (request start, end).
+    let mut copy: Option<(usize, usize)> = None;
+    let mut own: Option<(usize, usize)> = None;
+    let mut cursor = 0; // in the caller: after the last line copied
+    let mut pos = 0;
+    while pos < request.len() {
+        let end = line_end(request, pos);
+        let line = &request[pos..end];
+        match find_line(caller, cursor, line) {
+            Some(at) => {
+                if let Some((s, e)) = own.take() {
+                    put_own(&mut out, &request[s..e]);
+                }
+                copy = match copy {
+                    Some((off, len)) if off + len == at => Some((off, len + line.len())),
+                    Some((off, len)) => {
+                        put_copy(&mut out, off, len);
+                        Some((at, line.len()))
+                    }
+                    None => Some((at, line.len())),
+                };
+                cursor = at + line.len();
+            }
+            None => {
+                if let Some((off, len)) = copy.take() {
+                    put_copy(&mut out, off, len);
+                }
+                own = Some((own.map_or(pos, |(s, _)| s), end));
+            }
+        }
+        pos = end;
     }
-    lz4_flex::block::compress_prepend_size_with_dict(request, caller)
+    if let Some((off, len)) = copy {
+        put_copy(&mut out, off, len);
+    }
+    if let Some((s, e)) = own {
+        put_own(&mut out, &request[s..e]);
+    }
+    out
+}
+
+/// How many lines of the caller's INVITE past the cursor a line is looked
+/// for (lines the proxy removed, such as a Route, are skipped).
+const LOOK_AHEAD: usize = 8;
+
+/// The end of the line starting at `pos` (after its LF, or the end).
+fn line_end(b: &[u8], pos: usize) -> usize {
+    memchr::memchr(b'\n', &b[pos..]).map_or(b.len(), |i| pos + i + 1)
+}
+
+/// Where `line` is in `caller`, as a whole line among the next
+/// [`LOOK_AHEAD`] lines from `cursor`.
+fn find_line(caller: &[u8], mut cursor: usize, line: &[u8]) -> Option<usize> {
+    for _ in 0..LOOK_AHEAD {
+        if cursor >= caller.len() {
+            return None;
+        }
+        let end = line_end(caller, cursor);
+        if &caller[cursor..end] == line {
+            return Some(cursor);
+        }
+        cursor = end;
+    }
+    None
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = b.split_first()?;
+        *b = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn put_copy(out: &mut Vec<u8>, off: usize, len: usize) {
+    put_varint(out, (len as u64) << 1);
+    put_varint(out, off as u64);
+}
+
+fn put_own(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, ((bytes.len() as u64) << 1) | 1);
+    out.extend_from_slice(bytes);
 }
 
 /// The request [`pack_request`] packed; `None` when damaged.
 pub fn unpack_request(packed: &[u8], caller: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(if packed.is_empty() {
+        0
+    } else {
+        caller.len() + 256
+    });
+    let mut p = packed;
+    while !p.is_empty() {
+        let x = get_varint(&mut p)?;
+        let len = usize::try_from(x >> 1).ok()?;
+        if len > MAX_REQUEST - out.len() {
+            return None;
+        }
+        if x & 1 == 0 {
+            let off = usize::try_from(get_varint(&mut p)?).ok()?;
+            out.extend_from_slice(caller.get(off..off.checked_add(len)?)?);
+        } else {
+            out.extend_from_slice(p.get(..len)?);
+            p = &p[len..];
+        }
+    }
+    Some(out)
+}
+
+/// A branch's request as records of version 5 kept it: LZ4-compressed
+/// with the caller's INVITE as the dictionary (read so that calls in
+/// flight survive an upgrade).
+fn unpack_request_v5(packed: &[u8], caller: &[u8]) -> Option<Vec<u8>> {
     if packed.is_empty() {
         return Some(Vec::new());
     }
@@ -253,6 +391,9 @@ pub struct StateRecord<'a> {
 
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Records are decoded one at a time: boxing the base would cost an
+// allocation per record at restore.
+#[allow(clippy::large_enum_variant)]
 pub enum Part<'a> {
     Base(BaseRecord<'a>),
     State(StateRecord<'a>),
@@ -278,8 +419,12 @@ pub fn encode_state(r: &StateRecord<'_>) -> Vec<u8> {
 /// Decode one record; `None` for another version or a damaged record.
 pub fn decode(b: &[u8]) -> Option<Part<'_>> {
     match b {
-        [VERSION, KIND_BASE, rest @ ..] => postcard::from_bytes(rest).ok().map(Part::Base),
-        [VERSION, KIND_STATE, rest @ ..] => postcard::from_bytes(rest).ok().map(Part::State),
+        [v @ (VERSION | VERSION_5), KIND_BASE, rest @ ..] => postcard::from_bytes(rest)
+            .ok()
+            .map(|r| Part::Base(BaseRecord { version: *v, ..r })),
+        [VERSION | VERSION_5, KIND_STATE, rest @ ..] => {
+            postcard::from_bytes(rest).ok().map(Part::State)
+        }
         _ => None,
     }
 }
@@ -341,12 +486,22 @@ pub fn merge(b: BaseRecord<'_>, s: Option<StateRecord<'_>>) -> Option<TxnRecord>
     for bb in b.branches {
         branches.push(BranchRecord {
             target: bb.target,
-            request: unpack_request(&bb.request, &b.request)?,
+            request: if b.version == VERSION_5 {
+                unpack_request_v5(&bb.request, &b.request)?
+            } else {
+                unpack_request(&bb.request, &b.request)?
+            },
             sent_at: bb.sent_at,
             // No state for it: timer C counts from when it was sent.
             state: states.next().unwrap_or_default(),
         });
     }
+    let (failover_codes, failover_ranges) = if b.version == VERSION_5 {
+        (b.failover_codes, Vec::new())
+    } else {
+        let pairs = b.failover_codes.chunks_exact(2);
+        (Vec::new(), pairs.map(|p| (p[0], p[1])).collect())
+    };
     Some(TxnRecord {
         key: owned(b.key),
         request: owned(b.request),
@@ -358,7 +513,8 @@ pub fn merge(b: BaseRecord<'_>, s: Option<StateRecord<'_>>) -> Option<TxnRecord>
         last_response: s.last_response.map(owned),
         ctx: Some(CtxRecord {
             parallel: b.parallel,
-            failover_codes: b.failover_codes,
+            failover_codes,
+            failover_ranges,
             failover_on_timeout: b.failover_on_timeout,
             targets: b.targets,
             next_target: s.next_target,
@@ -432,16 +588,162 @@ mod tests {
         assert_eq!(unpack_request(&[], CALLER).unwrap(), Vec::<u8>::new());
     }
 
+    /// A forwarded request with every kind of edit: Request-URI
+    /// rewritten, Via and Record-Route added, Route removed, Max-Forwards
+    /// changed, a header added at the end, body kept.
+    fn edited() -> (Vec<u8>, Vec<u8>) {
+        let caller = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-caller\r\nRoute: <sip:10.0.0.1;lr>\r\nMax-Forwards: 70\r\nFrom: <sip:alice@example.org>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1@192.0.2.1\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@192.0.2.1>\r\nContent-Type: application/sdp\r\nContent-Length: 28\r\n\r\nv=0\r\no=- 1 1 IN IP4 192.0.2.1\r\n";
+        let sent = caller
+            .replacen("sip:bob@example.com SIP", "sip:bob@198.51.100.9 SIP", 1)
+            .replacen(
+                "Via:",
+                "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKcn1\r\nVia:",
+                1,
+            )
+            .replacen("Route: <sip:10.0.0.1;lr>\r\n", "", 1)
+            .replacen(
+                "Max-Forwards: 70",
+                "Record-Route: <sip:10.0.0.1;lr>\r\nMax-Forwards: 69",
+                1,
+            )
+            .replacen(
+                "Content-Length: 28\r\n",
+                "Content-Length: 28\r\nX-Added: 1\r\n",
+                1,
+            );
+        (caller.into(), sent.into())
+    }
+
+    #[test]
+    fn every_kind_of_edit_round_trips_and_costs_about_the_bytes_added() {
+        let (caller, sent) = edited();
+        let packed = pack_request(&sent, &caller);
+        assert_eq!(unpack_request(&packed, &caller).unwrap(), sent);
+        // The lines of its own: start line, Via, Record-Route +
+        // Max-Forwards, X-Added (about 170 bytes), plus a few varints.
+        assert!(
+            packed.len() < 200,
+            "{} bytes packed from {}",
+            packed.len(),
+            sent.len()
+        );
+    }
+
+    #[test]
+    fn any_request_round_trips_whatever_it_shares_with_the_caller() {
+        let (caller, sent) = edited();
+        let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (caller.clone(), caller.clone()),
+            (caller.clone(), b"OPTIONS sip:x SIP/2.0\r\n\r\n".to_vec()),
+            (Vec::new(), sent.clone()),
+            (caller.clone(), sent[..sent.len() - 3].to_vec()),
+            (b"no line end".to_vec(), b"no line end".to_vec()),
+            (b"a\nb\na\nb\n".to_vec(), b"b\na\nb\na\nc".to_vec()),
+        ];
+        for (caller, req) in cases {
+            let packed = pack_request(&req, &caller);
+            assert_eq!(unpack_request(&packed, &caller).unwrap(), req);
+        }
+        // Every cut of a real request, and every request with one line
+        // dropped.
+        for cut in 0..sent.len() {
+            let req = &sent[..cut];
+            assert_eq!(
+                unpack_request(&pack_request(req, &caller), &caller).unwrap(),
+                req
+            );
+        }
+        let lines: Vec<&[u8]> = sent.split_inclusive(|&b| b == b'\n').collect();
+        for skip in 0..lines.len() {
+            let req: Vec<u8> = lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .flat_map(|(_, l)| l.iter().copied())
+                .collect();
+            assert_eq!(
+                unpack_request(&pack_request(&req, &caller), &caller).unwrap(),
+                req
+            );
+        }
+    }
+
     #[test]
     fn a_damaged_packed_request_is_refused() {
         let req = sent();
-        let mut packed = pack_request(&req, CALLER);
-        // A size of 4 GiB is refused before anything is allocated.
-        packed[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(unpack_request(&packed, CALLER), None);
-        assert_eq!(unpack_request(&[1, 2], CALLER), None);
-        let mut packed = pack_request(&req, CALLER);
-        packed.truncate(packed.len() / 2);
-        assert_eq!(unpack_request(&packed, CALLER), None);
+        let packed = pack_request(&req, CALLER);
+        // A copy past the end of the caller's INVITE.
+        let mut bad = Vec::new();
+        put_copy(&mut bad, CALLER.len(), 1);
+        assert_eq!(unpack_request(&bad, CALLER), None);
+        // A run longer than the largest request is refused before
+        // anything is allocated.
+        let mut bad = Vec::new();
+        put_varint(&mut bad, ((MAX_REQUEST as u64 + 1) << 1) | 1);
+        assert_eq!(unpack_request(&bad, CALLER), None);
+        let mut bad = Vec::new();
+        put_varint(&mut bad, u64::MAX);
+        assert_eq!(unpack_request(&bad, CALLER), None);
+        // An unterminated varint, bytes of its own cut short.
+        assert_eq!(unpack_request(&[0x80], CALLER), None);
+        assert_eq!(unpack_request(&[0xff; 11], CALLER), None);
+        assert_eq!(unpack_request(&[9, b'a'], CALLER), None);
+        for cut in 1..packed.len() {
+            // Cut inside a run: refused; cut between runs: a shorter
+            // request, never a panic.
+            if let Some(r) = unpack_request(&packed[..cut], CALLER) {
+                assert!(req.starts_with(&r));
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_of_version_5_is_still_read() {
+        let req = sent();
+        let mut packed_v5 = (req.len() as u32).to_le_bytes().to_vec();
+        packed_v5.extend(lz4_flex::block::compress_with_dict(&req, CALLER));
+        let target = TargetRecord {
+            addr: "192.0.2.9:5060".parse().unwrap(),
+            transport: 0,
+            rewrite_ruri_host: false,
+            name: "gw".into(),
+            index: 0,
+        };
+        let base = BaseRecord {
+            key: Cow::Borrowed(b"key"),
+            request: Cow::Borrowed(CALLER),
+            peer: "192.0.2.1:5060".parse().unwrap(),
+            peer_transport: 0,
+            local: None,
+            parallel: false,
+            failover_codes: vec![],
+            failover_on_timeout: false,
+            targets: vec![target.clone()],
+            pop_route: false,
+            strict_ruri: None,
+            record_route: false,
+            cancel_reason: None,
+            ring_timeout: None,
+            rule: None,
+            set: None,
+            manipulation: None,
+            branches: vec![BranchBase {
+                target,
+                request: Cow::Owned(packed_v5),
+                sent_at: 1,
+            }],
+            expires_at: 10,
+            state: None,
+            version: VERSION,
+        };
+        let mut v5 = encode_base(&base);
+        assert_eq!(v5[0], VERSION);
+        v5[0] = VERSION_5;
+        let (txns, bad) = merge_all([v5.as_slice()]);
+        assert_eq!(bad, 0);
+        assert_eq!(txns[0].ctx.as_ref().unwrap().branches[0].request, req);
+        // The same bytes under the current version are not LZ4: refused.
+        v5[0] = VERSION;
+        assert_eq!(merge_all([v5.as_slice()]).0.len(), 0);
     }
 }

@@ -543,3 +543,33 @@ fn manipulation_survives_a_restart() {
     assert_eq!(text(second.request_uri_bytes()), "sip:carol@example.com");
     assert_eq!(second.headers_by_name(b"X-Lb").count(), 1);
 }
+
+/// The failover codes are part of the record (kept as runs of codes): after
+/// a restart a 408 or a 503 still moves on to the next destination and a
+/// 486 does not.
+#[test]
+fn failover_codes_survive_a_restart() {
+    for (code, fails_over) in [(408, true), (503, true), (486, false), (600, false)] {
+        let mut n = Node::new(Algorithm::RoundRobin);
+        let call = format!("fc{code}");
+        let out = n.send(CALLER, &invite(&call));
+        let (dest, first) = invites_to(&out).pop().unwrap();
+        assert_eq!(dest, addr(GW1));
+        n.restart(Algorithm::RoundRobin, 1_000);
+        let out = n.send(GW1, &reply(&first, code, "g1"));
+        // (The restored branch's INVITE retransmission to GW1 may be
+        // among them.)
+        let next = invites_to(&out);
+        let to_gw2 = next.iter().filter(|(d, _)| *d == addr(GW2)).count();
+        if fails_over {
+            assert_eq!(to_gw2, 1, "{code} fails over");
+        } else {
+            assert_eq!(to_gw2, 0, "{code} does not fail over");
+            assert!(
+                out.iter().any(|t| t.dest == addr(CALLER)
+                    && text(&t.data).starts_with(&format!("SIP/2.0 {code} "))),
+                "{code} goes to the caller"
+            );
+        }
+    }
+}

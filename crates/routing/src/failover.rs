@@ -71,6 +71,43 @@ impl CodeSet {
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (300..=699).filter(|&c| self.contains(c))
     }
+
+    /// The set as runs of consecutive codes, `(first, last)` inclusive,
+    /// ascending: `5xx` and `408` are `[(408, 408), (500, 599)]`.
+    pub fn ranges(&self) -> Vec<(u16, u16)> {
+        let mut out = Vec::new();
+        let mut code = 300u16;
+        while let Some(first) = self.next_with(code, true) {
+            let last = self.next_with(first, false).map_or(699, |c| c - 1);
+            out.push((first, last));
+            code = last + 1;
+        }
+        out
+    }
+
+    /// The first code from `from` (up to 699) that is in the set
+    /// (`member`) or not.
+    fn next_with(&self, from: u16, member: bool) -> Option<u16> {
+        let mut code = from;
+        while code <= 699 {
+            let word = self.bits[usize::from(code) / 64];
+            let word = if member { word } else { !word };
+            let rest = word >> (code % 64);
+            if rest != 0 {
+                let found = code + rest.trailing_zeros() as u16;
+                return (found <= 699).then_some(found);
+            }
+            code = (code / 64 + 1) * 64;
+        }
+        None
+    }
+
+    /// Add every code of `first..=last`.
+    pub fn insert_range(&mut self, first: u16, last: u16) {
+        for code in first.max(300)..=last.min(699) {
+            self.insert(code);
+        }
+    }
 }
 
 impl fmt::Debug for CodeSet {
@@ -116,6 +153,31 @@ impl Failover {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_set_is_its_ranges() {
+        let cases: &[&[&str]] = &[
+            &[],
+            &["5xx", "408"],
+            &["3xx", "4xx", "5xx", "6xx"],
+            &["300", "363", "364", "383", "384", "699"],
+            &["486", "487", "6xx", "599"],
+        ];
+        for patterns in cases {
+            let s = set(patterns);
+            let ranges = s.ranges();
+            let mut back = CodeSet::empty();
+            for &(a, b) in &ranges {
+                assert!(a <= b);
+                back.insert_range(a, b);
+            }
+            assert_eq!(back, s, "{patterns:?} -> {ranges:?}");
+            // Runs are maximal: no two touch.
+            assert!(ranges.windows(2).all(|w| w[0].1 + 1 < w[1].0), "{ranges:?}");
+        }
+        assert_eq!(set(&["5xx", "408"]).ranges(), vec![(408, 408), (500, 599)]);
+        assert_eq!(set(&["6xx"]).ranges(), vec![(600, 699)]);
+    }
 
     fn set(patterns: &[&str]) -> CodeSet {
         let mut s = CodeSet::empty();
