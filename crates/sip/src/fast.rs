@@ -135,8 +135,12 @@ pub(crate) fn top_via(
     start: usize,
     end: usize,
 ) -> Option<(usize, Option<Range>, Option<usize>)> {
+    // `SIP/2.0/`, the letters in any case: OR-ing 0x20 into the first
+    // three bytes maps only `S`/`s`, `I`/`i` and `P`/`p` to the lower-case
+    // letters.
     let s = b.get(start..end)?;
-    if s.len() < 8 || !s[..4].eq_ignore_ascii_case(b"SIP/") || &s[4..8] != b"2.0/" {
+    let first: [u8; 8] = s.get(..8)?.try_into().ok()?;
+    if u64::from_le_bytes(first) | 0x20_2020 != u64::from_le_bytes(*b"sip/2.0/") {
         return None;
     }
     let mut i = start + 8;
