@@ -12,7 +12,6 @@
 //! costs the store nothing. At start the records are read back before any
 //! socket is read.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use cairn_proxy::{Millis, Proxy, Space};
@@ -27,7 +26,7 @@ pub struct StateStore {
     batch: Vec<Op>,
     /// Where each staged key is in `batch`, to fold later records of the
     /// same key into it.
-    staged_keys: HashMap<(Space, [u8; 8]), Staged>,
+    staged_keys: rustc_hash::FxHashMap<(Space, [u8; 8]), Staged>,
     /// Entries of `batch` folded away (removed at commit).
     dropped: Vec<bool>,
     dropped_count: usize,
@@ -78,7 +77,7 @@ impl StateStore {
         Ok(StateStore {
             store: opened.store,
             batch: Vec::with_capacity(64),
-            staged_keys: HashMap::with_capacity(64),
+            staged_keys: rustc_hash::FxHashMap::default(),
             dropped: Vec::with_capacity(64),
             dropped_count: 0,
             folded: 0,
@@ -125,7 +124,7 @@ impl StateStore {
         Ok(StateStore {
             store: Box::new(store),
             batch: Vec::with_capacity(64),
-            staged_keys: HashMap::with_capacity(64),
+            staged_keys: rustc_hash::FxHashMap::default(),
             dropped: Vec::with_capacity(64),
             dropped_count: 0,
             folded: 0,

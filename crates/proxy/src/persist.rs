@@ -399,8 +399,8 @@ pub enum Part<'a> {
     State(StateRecord<'a>),
 }
 
-fn encode_kind<T: Serialize>(kind: u8, r: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+fn encode_kind<T: Serialize>(kind: u8, r: &T, size_hint: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size_hint);
     out.push(VERSION);
     out.push(kind);
     postcard::to_extend(r, out).unwrap_or_default()
@@ -408,12 +408,15 @@ fn encode_kind<T: Serialize>(kind: u8, r: &T) -> Vec<u8> {
 
 /// Encode a base record.
 pub fn encode_base(r: &BaseRecord<'_>) -> Vec<u8> {
-    encode_kind(KIND_BASE, r)
+    // The caller's INVITE and the server key are most of it.
+    let hint = r.request.len() + r.key.len() + 256 * (1 + r.branches.len());
+    encode_kind(KIND_BASE, r, hint)
 }
 
 /// Encode a state record.
 pub fn encode_state(r: &StateRecord<'_>) -> Vec<u8> {
-    encode_kind(KIND_STATE, r)
+    let hint = r.last_response.as_ref().map_or(0, |b| b.len()) + 128;
+    encode_kind(KIND_STATE, r, hint)
 }
 
 /// Decode one record; `None` for another version or a damaged record.

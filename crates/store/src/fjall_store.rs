@@ -1,10 +1,21 @@
 //! [`FjallStore`]: the durable backend, on fjall 3 (an LSM-tree engine).
 //!
 //! Layout on disk (one fjall database in `StoreConfig::path`):
-//! * keyspace `meta`: `format` = `cairn-store 1` (checked on open);
-//! * keyspaces `transactions` and `dialogs`: key = the record's key, value =
-//!   13-byte header (see `record.rs`) + payload. Leveled compaction (the
-//!   default) with an expiry compaction filter.
+//! * keyspace `meta`: `format` = `cairn-store 2` (checked on open; a store
+//!   of format 1 is converted when opened);
+//! * keyspaces `transactions` and `dialogs`: key = an 8-byte big-endian
+//!   sequence number followed by the record's key, value = 13-byte header
+//!   (see `record.rs`) + payload. Leveled compaction (the default) with an
+//!   expiry compaction filter.
+//!
+//! Why the sequence number: the records' own keys are hashes, so a new one
+//! would land at a random place of the memtable (a skip list) and its
+//! insert would walk through cold memory. A key gets the next number when
+//! its first record is written and keeps it, so new records are appended
+//! at the end, where the previous insert left the path warm. The store
+//! keeps an index from key to number (built when a space is first loaded
+//! or written), which also gives exact record counts, and skips the
+//! removal of a key it does not hold.
 //!
 //! Write path: one fjall write batch per [`Store::commit`]; fjall appends it
 //! to its journal and `write()`s it to the OS before returning (its
@@ -15,9 +26,6 @@
 //! batch itself is committed with `PersistMode::SyncData` (one fdatasync per
 //! batch).
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
-use std::hash::BuildHasher;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,8 +48,13 @@ use crate::{
 
 const META_KEYSPACE: &str = "meta";
 const FORMAT_KEY: &[u8] = b"format";
-/// Written in `meta/format`; a store with another value is refused.
-pub(crate) const STORE_FORMAT: &[u8] = b"cairn-store 1";
+/// Written in `meta/format`; a store with another value is refused, except
+/// [`STORE_FORMAT_1`], which is converted.
+pub(crate) const STORE_FORMAT: &[u8] = b"cairn-store 2";
+/// The format before the sequence numbers: keys stored as given.
+const STORE_FORMAT_1: &[u8] = b"cairn-store 1";
+/// Bytes of the sequence number in front of each stored key.
+const SEQ_LEN: usize = 8;
 /// A broken engine (after a write or sync failure) is reopened at most this
 /// often.
 const REOPEN_BACKOFF: Duration = Duration::from_secs(1);
@@ -97,10 +110,11 @@ pub struct FjallStore {
     syncer: Option<Syncer>,
     broken: Option<Broken>,
     shared: Arc<Shared>,
-    /// Hashes of the keys held per space (for exact record counts without a
-    /// read per put); `None` until the space was loaded or counted.
-    keys: [Option<HashSet<u64>>; 2],
-    hasher: RandomState,
+    /// The keys held per space and their sequence numbers; `None` until
+    /// the space was loaded or indexed.
+    keys: [Option<KeyIndex>; 2],
+    /// The sequence number of the next new key.
+    next_seq: u64,
     stats: StoreStats,
     disk_checked: Option<Instant>,
 }
@@ -120,7 +134,7 @@ impl FjallStore {
             broken: None,
             shared: Arc::new(Shared::default()),
             keys: [None, None],
-            hasher: RandomState::new(),
+            next_seq: 1,
             stats: StoreStats {
                 backend: "fjall",
                 durability: cfg.durability,
@@ -151,10 +165,6 @@ impl FjallStore {
     pub fn measure_disk_bytes(&mut self) -> u64 {
         self.refresh_disk(true);
         self.stats.disk_bytes
-    }
-
-    fn key_hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
     }
 
     fn start_syncer(&mut self) {
@@ -280,27 +290,29 @@ impl FjallStore {
         }
     }
 
-    /// Builds the key set of a space that was never loaded (only if the
-    /// driver commits before it loads; cairn loads first).
-    fn ensure_counted(&mut self, space: Space) {
+    /// Builds the key index of a space that was never loaded (only if the
+    /// driver commits before it loads; cairn loads first). A failure is the
+    /// commit's: without the index a removal could miss its record.
+    fn ensure_indexed(&mut self, space: Space) -> Result<(), StoreError> {
         if self.keys[space.index()].is_some() {
-            return;
+            return Ok(());
         }
-        let mut set = HashSet::new();
+        let mut index = KeyIndex::default();
         if let Some(engine) = &self.engine {
             for guard in engine.spaces[space.index()].iter() {
-                match guard.key() {
-                    Ok(k) => {
-                        set.insert(self.key_hash(&k));
-                    }
-                    Err(e) => {
-                        tracing::warn!(space = %space, error = ?e, "state store: counting records failed; counts are approximate");
-                        break;
-                    }
+                let k = guard
+                    .key()
+                    .map_err(|e| from_fjall(&e, Operation::Commit, &self.cfg.path))?;
+                // A stored key too short to hold a number is left to load,
+                // which reports and removes it.
+                if let Some((seq, key)) = split_stored(&k) {
+                    index.insert(key.into(), seq);
+                    self.next_seq = self.next_seq.max(seq + 1);
                 }
             }
         }
-        self.keys[space.index()] = Some(set);
+        self.keys[space.index()] = Some(index);
+        Ok(())
     }
 
     /// Turns a failure of the background sync into a broken engine (fjall
@@ -333,7 +345,7 @@ impl FjallStore {
         self.ensure_engine(Operation::Commit)?;
         for space in Space::ALL {
             if batch.iter().any(|op| op.space() == space) {
-                self.ensure_counted(space);
+                self.ensure_indexed(space)?;
             }
         }
         self.refresh_disk(false);
@@ -356,7 +368,12 @@ impl FjallStore {
         }
         let mut bytes = 0u64;
         let mut refused = 0usize;
+        // The index is updated as the batch is built; if the commit fails
+        // it is dropped and rebuilt from the store at the next commit.
         for op in batch {
+            let Some(index) = &mut self.keys[op.space().index()] else {
+                continue; // indexed above
+            };
             match op {
                 Op::Put {
                     space,
@@ -370,18 +387,37 @@ impl FjallStore {
                     }
                     let h = header(value, *expires_at_ms);
                     let len = HEADER_LEN + value.len();
-                    let stored = Slice::from_reader(&mut h.as_slice().chain(value.as_slice()), len)
-                        .map_err(|e| io_error(&e, Operation::Commit, &self.cfg.path))?;
-                    wb.insert(&engine.spaces[space.index()], key.as_slice(), stored);
-                    bytes += (key.len() + len) as u64;
+                    let stored =
+                        match Slice::from_reader(&mut h.as_slice().chain(value.as_slice()), len) {
+                            Ok(v) => v,
+                            Err(e) => {
+                                self.keys = [None, None];
+                                return Err(io_error(&e, Operation::Commit, &self.cfg.path));
+                            }
+                        };
+                    let seq = match index.get(key.as_slice()) {
+                        Some(&seq) => seq,
+                        None => {
+                            let seq = self.next_seq;
+                            self.next_seq += 1;
+                            index.insert(key.as_slice().into(), seq);
+                            seq
+                        }
+                    };
+                    wb.insert(&engine.spaces[space.index()], stored_key(seq, key), stored);
+                    bytes += (SEQ_LEN + key.len() + len) as u64;
                 }
                 Op::Delete { space, key } => {
-                    wb.remove(&engine.spaces[space.index()], key.as_slice());
-                    bytes += key.len() as u64;
+                    // A key the store does not hold needs no tombstone.
+                    if let Some(seq) = index.remove(key.as_slice()) {
+                        wb.remove(&engine.spaces[space.index()], stored_key(seq, key));
+                        bytes += (SEQ_LEN + key.len()) as u64;
+                    }
                 }
             }
         }
         if let Err(e) = wb.commit() {
+            self.keys = [None, None];
             let mut err = from_fjall(&e, Operation::Commit, &self.cfg.path);
             if err.kind() == StoreErrorKind::Unavailable {
                 if let Some(sync_err) = self
@@ -401,21 +437,6 @@ impl FjallStore {
             }
             self.mark_broken(&err);
             return Err(err);
-        }
-        for op in batch {
-            let h = self.key_hash(op.key());
-            let Some(set) = &mut self.keys[op.space().index()] else {
-                continue;
-            };
-            match op {
-                Op::Put { .. } if !over_quota => {
-                    set.insert(h);
-                }
-                Op::Put { .. } => {}
-                Op::Delete { .. } => {
-                    set.remove(&h);
-                }
-            }
         }
         if !strict {
             self.shared.commit_seq.fetch_add(1, Ordering::Release);
@@ -456,27 +477,40 @@ impl FjallStore {
         let ks = &engine.spaces[space.index()];
         let mut out = Vec::new();
         let mut dead: Vec<Slice> = Vec::new();
-        let mut set = HashSet::new();
+        let mut index = KeyIndex::default();
         let (mut expired, mut corrupt) = (0u64, 0u64);
         for guard in ks.iter() {
-            let (key, value) = guard
+            let (stored, value) = guard
                 .into_inner()
                 .map_err(|e| from_fjall(&e, Operation::Load, &path))?;
+            let Some((seq, key)) = split_stored(&stored) else {
+                corrupt += 1;
+                tracing::warn!(
+                    path = %path.display(),
+                    space = %space,
+                    key = %String::from_utf8_lossy(&stored),
+                    "state store: record under a key without its sequence number skipped and removed"
+                );
+                dead.push(stored);
+                continue;
+            };
+            self.next_seq = self.next_seq.max(seq + 1);
+            let key = key.to_vec();
             match decode(&value, now_ms) {
                 Decoded::Live {
                     payload,
                     expires_at_ms,
                 } => {
-                    set.insert(self.hasher.hash_one(&*key));
+                    index.insert(key.as_slice().into(), seq);
                     out.push(Record {
-                        key: key.to_vec(),
+                        key,
                         value: payload.to_vec(),
                         expires_at_ms,
                     });
                 }
                 Decoded::Expired => {
                     expired += 1;
-                    dead.push(key);
+                    dead.push(stored);
                 }
                 Decoded::Corrupt(reason) => {
                     corrupt += 1;
@@ -487,7 +521,7 @@ impl FjallStore {
                         reason = %reason,
                         "state store: corrupt record skipped and removed"
                     );
-                    dead.push(key);
+                    dead.push(stored);
                 }
             }
         }
@@ -513,7 +547,9 @@ impl FjallStore {
             tracing::warn!(error = %err, "state store: removing dead records failed");
             self.mark_broken(&err);
         }
-        self.keys[space.index()] = Some(set);
+        self.keys[space.index()] = Some(index);
+        // Stored in write order; the trait promises key order.
+        out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         self.stats.expired_purged += expired;
         self.stats.corrupt_skipped += corrupt;
         tracing::info!(
@@ -791,8 +827,9 @@ impl Engine {
         let meta = db
             .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
             .map_err(err)?;
-        match meta.get(FORMAT_KEY).map_err(err)? {
-            Some(v) if &*v == STORE_FORMAT => {}
+        let convert = match meta.get(FORMAT_KEY).map_err(err)? {
+            Some(v) if &*v == STORE_FORMAT => false,
+            Some(v) if &*v == STORE_FORMAT_1 => true,
             Some(v) => {
                 return Err(unopenable(format!(
                     "store format {:?}, this build reads {:?}",
@@ -803,8 +840,9 @@ impl Engine {
             None => {
                 meta.insert(FORMAT_KEY, STORE_FORMAT).map_err(err)?;
                 db.persist(PersistMode::SyncAll).map_err(err)?;
+                false
             }
-        }
+        };
         let space = |s: Space| {
             db.keyspace(s.name(), || {
                 KeyspaceCreateOptions::default().max_memtable_size(memtable_bytes)
@@ -812,8 +850,54 @@ impl Engine {
             .map_err(err)
         };
         let spaces = [space(Space::Transactions)?, space(Space::Dialogs)?];
+        if convert {
+            // Format 1 kept keys as given: give every record a sequence
+            // number, in one atomic batch with the new marker (a crash
+            // leaves the store all in format 1 or all in format 2).
+            let mut wb = db.batch();
+            let mut seq = 1u64;
+            let mut records = 0u64;
+            for ks in &spaces {
+                for guard in ks.iter() {
+                    let (key, value) = guard.into_inner().map_err(err)?;
+                    wb.insert(ks, stored_key(seq, &key), value);
+                    wb.remove(ks, key);
+                    seq += 1;
+                    records += 1;
+                }
+            }
+            wb.insert(&meta, FORMAT_KEY, STORE_FORMAT);
+            wb.commit().map_err(err)?;
+            db.persist(PersistMode::SyncAll).map_err(err)?;
+            tracing::info!(
+                path = %path.display(),
+                records,
+                "state store converted from format 1 to format 2 (keys with sequence numbers)"
+            );
+        }
         Ok(Engine { db, spaces })
     }
+}
+
+/// The keys a space holds and their sequence numbers.
+type KeyIndex = rustc_hash::FxHashMap<Box<[u8]>, u64>;
+
+/// The key a record is stored under: its sequence number, then its key.
+fn stored_key(seq: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(SEQ_LEN + key.len());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The sequence number and the key of a stored key; `None` when it is too
+/// short to hold both.
+fn split_stored(stored: &[u8]) -> Option<(u64, &[u8])> {
+    if stored.len() <= SEQ_LEN {
+        return None;
+    }
+    let (seq, key) = stored.split_at(SEQ_LEN);
+    Some((u64::from_be_bytes(seq.try_into().ok()?), key))
 }
 
 /// Checks the directory before fjall touches it: refuses a regular file and a
@@ -947,8 +1031,10 @@ mod tests {
         let ks = &engine.spaces[Space::Dialogs.index()];
         ks.rotate_memtable_and_wait().unwrap();
         ks.major_compact().unwrap();
+        // Stored in the order written: sequence numbers 1, 2, ...
         for i in 0..200u32 {
-            let present = ks.get(format!("k{i:04}")).unwrap().is_some();
+            let key = stored_key(u64::from(i) + 1, format!("k{i:04}").as_bytes());
+            let present = ks.get(key).unwrap().is_some();
             assert_eq!(present, i % 2 == 1, "k{i:04}");
         }
         assert_eq!(store.load(Space::Dialogs, now).unwrap().len(), 100);

@@ -205,6 +205,11 @@ fn raw_put(path: &Path, space: &str, key: &[u8], value: Vec<u8>) {
     db.persist(fjall::PersistMode::SyncAll).unwrap();
 }
 
+/// The key a record of `key` is stored under.
+fn stored(seq: u64, key: &[u8]) -> Vec<u8> {
+    [&seq.to_be_bytes()[..], key].concat()
+}
+
 fn raw_get(path: &Path, space: &str, key: &[u8]) -> Option<Vec<u8>> {
     let db = fjall::Database::builder(path).open().unwrap();
     let ks = db
@@ -228,26 +233,35 @@ fn corrupt_records_are_skipped_counted_and_removed() {
         .unwrap();
     }
     // Flip one payload byte of "b", one header byte (the expiry) of "d",
-    // and add a value too short to hold a header, and one of an unknown
-    // record version.
-    let mut b = raw_get(&path, "transactions", b"b").unwrap();
+    // and add a value too short to hold a header, one of an unknown record
+    // version, and a key without its sequence number. Keys are stored
+    // behind an 8-byte big-endian sequence number given in write order.
+    let b_key = stored(2, b"b");
+    let mut b = raw_get(&path, "transactions", &b_key).unwrap();
     assert_eq!(&b[HEADER_LEN..], b"bravo-payload");
     b[HEADER_LEN + 3] ^= 0x20;
-    raw_put(&path, "transactions", b"b", b);
-    let mut d = raw_get(&path, "dialogs", b"d").unwrap();
+    raw_put(&path, "transactions", &b_key, b);
+    let d_key = stored(4, b"d");
+    let mut d = raw_get(&path, "dialogs", &d_key).unwrap();
     d[4] ^= 0x01;
-    raw_put(&path, "dialogs", b"d", d);
-    raw_put(&path, "transactions", b"short", b"garbage".to_vec());
-    let mut future = raw_get(&path, "transactions", b"a").unwrap();
+    raw_put(&path, "dialogs", &d_key, d);
+    raw_put(
+        &path,
+        "transactions",
+        &stored(5, b"short"),
+        b"garbage".to_vec(),
+    );
+    let mut future = raw_get(&path, "transactions", &stored(1, b"a")).unwrap();
     future[0] = 200;
-    raw_put(&path, "transactions", b"future", future);
+    raw_put(&path, "transactions", &stored(6, b"future"), future.clone());
+    raw_put(&path, "transactions", b"no-seq", future);
 
     let mut s = fjall(&path);
     let t = s.load(Space::Transactions, 0).unwrap();
     assert_eq!(pairs(&t), vec![kv("a", "alpha"), kv("c", "charlie")]);
     assert!(s.load(Space::Dialogs, 0).unwrap().is_empty());
     let st = s.stats();
-    assert_eq!(st.corrupt_skipped, 4);
+    assert_eq!(st.corrupt_skipped, 5);
     assert_eq!(st.records(Space::Transactions), 2);
     // The store keeps working, and the corrupt records are gone for good.
     s.commit(&[Op::put(Space::Dialogs, "d", "delta-2", FAR)])
@@ -656,4 +670,134 @@ fn error_message_has_path_operation_and_cause() {
         "{msg}"
     );
     assert_eq!(err.operation(), cairn_store::Operation::Open);
+}
+
+/// Every (stored key, value) of a keyspace, in the store's order.
+fn raw_all(path: &Path, space: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = fjall::Database::builder(path).open().unwrap();
+    let ks = db
+        .keyspace(space, fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    ks.iter()
+        .map(|g| {
+            let (k, v) = g.into_inner().unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn records_are_stored_in_write_order_and_unknown_removals_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    {
+        let mut s = fjall(&path);
+        s.commit(&[
+            Op::put(Space::Transactions, "zz", "1", FAR),
+            Op::put(Space::Transactions, "aa", "2", FAR),
+        ])
+        .unwrap();
+        // A new value keeps the key's place; a new key goes last.
+        s.commit(&[
+            Op::put(Space::Transactions, "zz", "3", FAR),
+            Op::put(Space::Transactions, "mm", "4", FAR),
+        ])
+        .unwrap();
+        let info = s
+            .commit(&[
+                Op::delete(Space::Transactions, "never-written"),
+                Op::delete(Space::Dialogs, "aa"),
+            ])
+            .unwrap();
+        assert_eq!(info.bytes, 0, "nothing to remove, nothing written");
+    }
+    let keys: Vec<Vec<u8>> = raw_all(&path, "transactions")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![stored(1, b"zz"), stored(2, b"aa"), stored(3, b"mm")]
+    );
+    // After a reopen new keys still come after the old ones, and a key
+    // removed and written again gets a new place.
+    let mut s = fjall(&path);
+    assert_eq!(
+        pairs(&s.load(Space::Transactions, 0).unwrap()),
+        vec![kv("aa", "2"), kv("mm", "4"), kv("zz", "3")]
+    );
+    s.commit(&[
+        Op::delete(Space::Transactions, "zz"),
+        Op::put(Space::Transactions, "bb", "5", FAR),
+    ])
+    .unwrap();
+    s.commit(&[Op::put(Space::Transactions, "zz", "6", FAR)])
+        .unwrap();
+    drop(s);
+    let keys: Vec<Vec<u8>> = raw_all(&path, "transactions")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            stored(2, b"aa"),
+            stored(3, b"mm"),
+            stored(4, b"bb"),
+            stored(5, b"zz")
+        ]
+    );
+}
+
+/// A store written before the sequence numbers (format 1: keys as given)
+/// is converted when opened, and nothing in it is lost.
+#[test]
+fn a_store_of_format_1_is_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    {
+        let mut s = fjall(&path);
+        s.commit(&[
+            Op::put(Space::Transactions, "t1", "one", FAR),
+            Op::put(Space::Transactions, "t2", "two", FAR),
+            Op::put(Space::Dialogs, "d1", "dialog", FAR),
+        ])
+        .unwrap();
+    }
+    // Rewrite it as format 1 wrote it.
+    {
+        let db = fjall::Database::builder(&path).open().unwrap();
+        for space in ["transactions", "dialogs"] {
+            let ks = db
+                .keyspace(space, fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+            let all: Vec<_> = ks.iter().map(|g| g.into_inner().unwrap()).collect();
+            for (k, v) in all {
+                ks.insert(&k[8..], v).unwrap();
+                ks.remove(k).unwrap();
+            }
+        }
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        meta.insert("format", "cairn-store 1").unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    assert_eq!(raw_all(&path, "transactions")[0].0, b"t1".to_vec());
+    let mut s = fjall(&path);
+    assert_eq!(
+        pairs(&s.load(Space::Transactions, 0).unwrap()),
+        vec![kv("t1", "one"), kv("t2", "two")]
+    );
+    assert_eq!(
+        pairs(&s.load(Space::Dialogs, 0).unwrap()),
+        vec![kv("d1", "dialog")]
+    );
+    assert_eq!(s.stats().corrupt_skipped, 0);
+    // Converted records are removed like any other.
+    s.commit(&[Op::delete(Space::Transactions, "t1")]).unwrap();
+    drop(s);
+    assert_eq!(raw_all(&path, "transactions").len(), 1);
+    assert_eq!(raw_all(&path, "transactions")[0].0[8..], *b"t2");
+    assert_eq!(raw_get(&path, "meta", b"format").unwrap(), b"cairn-store 2");
 }
