@@ -2,6 +2,8 @@
 //! original bytes; [`Editor::finish`] writes the result with one
 //! allocation, copying every byte the proxy did not touch unchanged.
 
+use std::mem::MaybeUninit;
+
 use bytes::{BufMut, Bytes};
 use smallvec::SmallVec;
 
@@ -27,43 +29,66 @@ pub struct Editor<'m> {
     ops: SmallVec<[Op; 12]>,
     texts: Texts,
     body: Option<&'m [u8]>,
+    /// What the edits add to the size (less what they remove), while
+    /// `simple`.
+    grown: isize,
+    /// No edit overlaps another and none starts a line: then the edited
+    /// message is `grown` bytes larger than the original.
+    simple: bool,
 }
 
 /// The texts the edits insert, one after the other: inline up to 512
-/// bytes, then (all of them) on the heap.
+/// bytes, then (all of them) on the heap. The inline bytes are not
+/// zeroed first: only `inline[..len]` is ever read, and every byte of it
+/// was written by [`Texts::put`].
 struct Texts {
-    inline: [u8; 512],
+    inline: [MaybeUninit<u8>; INLINE],
     len: usize,
     heap: Option<Vec<u8>>,
 }
 
+const INLINE: usize = 512;
+
 impl Texts {
-    /// Append the concatenation of `parts`; returns its range.
-    #[inline]
-    fn push(&mut self, parts: &[&[u8]]) -> (u32, u32) {
-        let t0 = self.len;
-        let t1 = t0 + parts.iter().map(|p| p.len()).sum::<usize>();
-        match &mut self.heap {
-            None if t1 <= self.inline.len() => {
-                let mut at = t0;
-                for p in parts {
-                    self.inline[at..at + p.len()].copy_from_slice(p);
-                    at += p.len();
-                }
+    /// Append `p` to the text being built.
+    #[inline(always)]
+    fn put(&mut self, p: &[u8]) {
+        let at = self.len;
+        match (&self.heap, self.inline.get_mut(at..at + p.len())) {
+            (None, Some(dst)) => {
+                dst.write_copy_of_slice(p);
+                self.len = at + p.len();
             }
-            heap => {
-                let h = heap.get_or_insert_with(|| {
-                    let mut h = Vec::with_capacity(t1.max(2 * self.inline.len()));
-                    h.extend_from_slice(&self.inline[..t0]);
-                    h
-                });
-                for p in parts {
-                    h.extend_from_slice(p);
-                }
-            }
+            _ => self.put_heap(p),
         }
-        self.len = t1;
-        (t0 as u32, t1 as u32)
+    }
+
+    /// [`Texts::put`] past the inline buffer: move to the heap.
+    #[cold]
+    #[inline(never)]
+    fn put_heap(&mut self, p: &[u8]) {
+        let at = self.len;
+        if self.heap.is_none() {
+            let mut h = Vec::with_capacity((at + p.len()).max(2 * INLINE));
+            h.extend_from_slice(self.initialized());
+            self.heap = Some(h);
+        }
+        if let Some(h) = &mut self.heap {
+            h.extend_from_slice(p);
+        }
+        self.len = at + p.len();
+    }
+
+    /// The inline bytes written so far (all of them when not on the heap).
+    #[inline(always)]
+    fn initialized(&self) -> &[u8] {
+        let s = &self.inline[..self.len.min(INLINE)];
+        // SAFETY: `put` writes `inline[len..len + n]` before it moves
+        // `len` to `len + n`, and `len` only grows while the texts are
+        // inline; so `inline[..len]` is initialized. (Once on the heap,
+        // `len` may pass INLINE; the bytes below INLINE were written
+        // before.) `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { &*(s as *const [MaybeUninit<u8>] as *const [u8]) }
     }
 
     #[inline]
@@ -71,7 +96,7 @@ impl Texts {
         let r = a as usize..b as usize;
         match &self.heap {
             Some(h) => &h[r],
-            None => &self.inline[r],
+            None => &self.initialized()[r],
         }
     }
 }
@@ -82,28 +107,39 @@ impl<'m> Editor<'m> {
             msg,
             ops: SmallVec::new(),
             texts: Texts {
-                inline: [0; 512],
+                inline: [const { MaybeUninit::uninit() }; INLINE],
                 len: 0,
                 heap: None,
             },
             body: None,
+            grown: 0,
+            simple: true,
         }
     }
 
+    #[inline(always)]
     fn splice(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
         self.splice_op(start, end, parts, false);
     }
 
-    #[inline]
+    #[inline(always)]
     fn splice_op(&mut self, start: usize, end: usize, parts: &[&[u8]], line_start: bool) {
-        let op = Op {
+        let t0 = self.texts.len;
+        for p in parts {
+            self.texts.put(p);
+        }
+        self.add_op(Op {
             start: start as u32,
             end: end as u32,
-            text: self.texts.push(parts),
+            text: (t0 as u32, self.texts.len as u32),
             line_start,
-        };
-        // Kept sorted by position; edits at the same place in the order
-        // made: the new one goes after every one not past it.
+        });
+    }
+
+    /// Record an edit. Kept sorted by position; edits at the same place
+    /// in the order made: the new one goes after every one not past it.
+    #[inline]
+    fn add_op(&mut self, op: Op) {
         self.ops.push(op);
         let ops = &mut self.ops[..];
         let mut k = ops.len() - 1;
@@ -111,10 +147,26 @@ impl<'m> Editor<'m> {
             ops.swap(k - 1, k);
             k -= 1;
         }
+        // While no two edits overlap, one that overlaps none of its
+        // neighbours overlaps none at all.
+        let overlaps = (k > 0 && ops[k - 1].end > op.start)
+            || ops.get(k + 1).is_some_and(|n| op.end > n.start);
+        self.simple &= !overlaps && !op.line_start;
+        self.grown += (op.text.1 - op.text.0) as isize - (op.end - op.start) as isize;
     }
 
+    #[inline(always)]
     fn insert_line(&mut self, at: usize, name: &[u8], value: &[u8]) {
         self.splice(at, at, &[name, b": ", value, b"\r\n"]);
+    }
+
+    /// Where a header line of this kind goes on top of the others: at
+    /// the first one, or after the start line.
+    #[inline]
+    fn top_of(&self, name: HeaderName) -> usize {
+        self.msg
+            .first_header(name)
+            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize)
     }
 
     /// Replace the Request-URI.
@@ -127,11 +179,7 @@ impl<'m> Editor<'m> {
 
     /// Insert a Via value on top of the others.
     pub fn push_via(&mut self, value: &[u8]) -> &mut Self {
-        let at = self
-            .msg
-            .headers_named(HeaderName::Via)
-            .next()
-            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize);
+        let at = self.top_of(HeaderName::Via);
         self.insert_line(at, b"Via", value);
         self
     }
@@ -164,7 +212,7 @@ impl<'m> Editor<'m> {
     }
 
     fn pop_first_value(&mut self, name: HeaderName) {
-        let Some(h) = self.msg.headers_named(name).next().copied() else {
+        let Some(h) = self.msg.first_header(name).copied() else {
             return;
         };
         let v = self.msg.slice(h.value);
@@ -184,12 +232,7 @@ impl<'m> Editor<'m> {
     /// Set Max-Forwards (replacing the value, or adding the header).
     pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
         let num = itoa_buf(n);
-        match self
-            .msg
-            .headers_named(HeaderName::MaxForwards)
-            .next()
-            .copied()
-        {
+        match self.msg.first_header(HeaderName::MaxForwards).copied() {
             Some(h) => self.splice(h.value.start as usize, h.value.end as usize, &[&num]),
             None => self.append_header(b"Max-Forwards", &num),
         }
@@ -206,22 +249,14 @@ impl<'m> Editor<'m> {
 
     /// Insert a Record-Route value on top of the others.
     pub fn push_record_route(&mut self, value: &[u8]) -> &mut Self {
-        let at = self
-            .msg
-            .headers_named(HeaderName::RecordRoute)
-            .next()
-            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize);
+        let at = self.top_of(HeaderName::RecordRoute);
         self.insert_line(at, b"Record-Route", value);
         self
     }
 
     /// Insert a Route value on top of the others (strict-router fix, 16.6 step 6).
     pub fn push_route(&mut self, value: &[u8]) -> &mut Self {
-        let at = self
-            .msg
-            .headers_named(HeaderName::Route)
-            .next()
-            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize);
+        let at = self.top_of(HeaderName::Route);
         self.insert_line(at, b"Route", value);
         self
     }
@@ -331,6 +366,9 @@ impl<'m> Editor<'m> {
 
     /// The size of the edited message.
     pub fn len(&self) -> usize {
+        if self.simple && self.body.is_none() {
+            return (self.msg.as_bytes().len() as isize + self.grown) as usize;
+        }
         if self.ops.iter().any(|o| o.line_start) {
             let mut n = 0;
             self.walk(|s| n += s.len());

@@ -33,7 +33,7 @@ pub enum HeaderName {
 
 impl HeaderName {
     /// The canonical spelling, used when cairn writes a header of its own.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             HeaderName::Via => "Via",
             HeaderName::From => "From",
@@ -117,6 +117,34 @@ impl HeaderName {
         }
     }
 
+    /// Identify the name at the start of `v` (sixteen bytes of the line),
+    /// `name` being those same bytes up to the name's end: as
+    /// [`HeaderName::from_bytes`], comparing all the bytes at once for
+    /// names of 2 to 16 bytes.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    pub(crate) fn from_line_start(v: core::arch::x86_64::__m128i, name: &[u8]) -> HeaderName {
+        let n = name.len();
+        let (Some(&first), true) = (name.first(), (2..=16).contains(&n)) else {
+            return HeaderName::from_bytes(name);
+        };
+        let id = CANDIDATE[n][usize::from(first & 31)];
+        let is = |id: HeaderName| {
+            use crate::scan::sse2::{load16, or_eq_mask};
+            let k = id as usize;
+            let m = or_eq_mask(v, load16(&CASE[k], 0), load16(&LOWER[k], 0));
+            let want = (1u32 << n) - 1;
+            m & want == want
+        };
+        if id == HeaderName::Other || is(id) {
+            id
+        } else if id == HeaderName::CallId && is(HeaderName::Contact) {
+            HeaderName::Contact
+        } else {
+            HeaderName::Other
+        }
+    }
+
     /// The number of ids other than [`HeaderName::Other`].
     pub(crate) const KNOWN: usize = HeaderName::Other as usize;
 
@@ -135,6 +163,87 @@ impl HeaderName {
         )
     }
 }
+
+/// Every id but `Other`, in order.
+const ALL: [HeaderName; HeaderName::KNOWN] = {
+    use HeaderName::*;
+    [
+        Via,
+        From,
+        To,
+        CallId,
+        CSeq,
+        MaxForwards,
+        Route,
+        RecordRoute,
+        Contact,
+        ContentLength,
+        ContentType,
+        Reason,
+        ProxyRequire,
+        Require,
+        Supported,
+        Unsupported,
+        Allow,
+        Expires,
+        WwwAuthenticate,
+        ProxyAuthenticate,
+        Authorization,
+        ProxyAuthorization,
+    ]
+};
+
+/// The lower-case spelling of each id, zero-padded (names longer than 16
+/// bytes are cut; [`HeaderName::from_line_start`] does not use them).
+static LOWER: [[u8; 16]; HeaderName::KNOWN] = {
+    let mut t = [[0u8; 16]; HeaderName::KNOWN];
+    let mut k = 0;
+    while k < HeaderName::KNOWN {
+        let s = ALL[k].as_str().as_bytes();
+        let mut j = 0;
+        while j < s.len() && j < 16 {
+            t[k][j] = s[j].to_ascii_lowercase();
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// 0x20 where [`LOWER`] has a letter: OR-ed into the input, it makes
+/// the comparison ignore case there and only there.
+static CASE: [[u8; 16]; HeaderName::KNOWN] = {
+    let mut t = [[0u8; 16]; HeaderName::KNOWN];
+    let mut k = 0;
+    while k < HeaderName::KNOWN {
+        let mut j = 0;
+        while j < 16 {
+            if LOWER[k][j].is_ascii_lowercase() {
+                t[k][j] = 0x20;
+            }
+            j += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// The one candidate id for a name of length 2 to 16 by its length and
+/// its first letter (`& 31`); for length 7 and `c`, Call-ID (Contact is
+/// tried next). `Other` when there is none.
+static CANDIDATE: [[HeaderName; 32]; 17] = {
+    let mut t = [[HeaderName::Other; 32]; 17];
+    let mut k = HeaderName::KNOWN;
+    // Backwards, so Call-ID (before Contact) is the one kept.
+    while k > 0 {
+        k -= 1;
+        let s = ALL[k].as_str().as_bytes();
+        if s.len() >= 2 && s.len() <= 16 {
+            t[s.len()][(s[0] & 31) as usize] = ALL[k];
+        }
+    }
+    t
+};
 
 /// `name` equals `lower` (lower-case letters, digits and `-`) ignoring ASCII
 /// case. Compares whole words: a byte of `name` is OR-ed with 0x20 only
@@ -222,8 +331,23 @@ mod tests {
             ("Bontact", Other),
             ("Date", Other),
             ("Event", Other),
+            ("WWW-Authenticate", WwwAuthenticate),
+            ("Contact", Contact),
+            ("Call-ID", CallId),
+            ("Contac", Other),
+            ("1ia", Other),
+            ("Content-Length", ContentLength),
+            ("Content-Lengt\x08", Other),
         ] {
             assert_eq!(HeaderName::from_bytes(s.as_bytes()), id, "{s}");
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            {
+                // The line's bytes past the name do not matter.
+                let mut line = s.as_bytes().to_vec();
+                line.extend_from_slice(b": value of the header");
+                let v = crate::scan::sse2::load16(&line, 0);
+                assert_eq!(HeaderName::from_line_start(v, s.as_bytes()), id, "{s}");
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod addr;
 pub mod build;
 pub mod edit;
 pub mod error;
+mod fast;
 pub mod header;
 pub mod message;
 pub mod method;

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 
 use crate::addr::NameAddr;
 use crate::error::ParseError;
+use crate::fast;
 use crate::header::HeaderName;
 use crate::method::Method;
 use crate::scan::{self, item_end, parse_u64, trim, CommaSplit};
@@ -201,19 +202,53 @@ impl Message {
             content_length: None,
         };
 
-        // Header lines.
-        let headers = &mut msg.headers;
-        // The first repeated single-valued header (RFC 4475 3.3.8).
+        let dup = msg.index_headers(b, next, limits)?;
+        let body_end = msg.index_key_headers(b, dup)?;
+        msg.buf = if body_end < buf.len() {
+            buf.slice(..body_end)
+        } else {
+            buf
+        };
+        Ok(msg)
+    }
+
+    /// Index the header lines from `i` up to the empty line (or the end
+    /// of the buffer). Returns the first repeated single-valued header
+    /// (RFC 4475 3.3.8).
+    #[inline(always)]
+    fn index_headers(
+        &mut self,
+        b: &[u8],
+        mut i: usize,
+        limits: &Limits,
+    ) -> Result<Option<usize>, ParseError> {
+        let headers = &mut self.headers;
         let mut dup = None;
-        let mut i = next;
+        let mut lfs = scan::LineEnds::new();
         loop {
-            let (end, next) = line_at(b, i).unwrap_or((i, i));
-            if end == i {
-                msg.headers_end = i as u32;
-                msg.body_start = next as u32;
-                break;
+            // The empty line that ends the headers (or the end of the
+            // buffer: a message without a body may lack it).
+            let first = match b.get(i) {
+                None => {
+                    self.headers_end = i as u32;
+                    self.body_start = i as u32;
+                    return Ok(dup);
+                }
+                Some(&c) => c,
+            };
+            if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
+                self.headers_end = i as u32;
+                self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
+                return Ok(dup);
             }
-            let first = b[i];
+            // The line ends before its LF, and before a CR ahead of it;
+            // the last line of a datagram may lack its line end (RFC 4475
+            // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
+            let (end, next) = match lfs.find(b, i) {
+                Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+                Some(lf) => (lf, lf + 1),
+                None => (b.len(), b.len()),
+            };
             if first == b' ' || first == b'\t' {
                 // Continuation of the previous header (folding, 7.3.1).
                 let h = headers
@@ -246,25 +281,17 @@ impl Message {
             // name = token, then SP/HT, then ':'. The first colon ends the
             // name (no token character is one); a known name was compared
             // whole, so only an unknown one needs its characters checked.
-            let line = &b[..end];
-            let Some(colon) = scan::find_byte(line, i, b':') else {
+            let Some((name, name_end, v)) = name_and_value_start(b, i, end) else {
                 return Err(ParseError::bad("Header line without a colon"));
             };
-            let name_end = trim_end(b, i, colon);
-            let name = HeaderName::from_bytes(&b[i..name_end]);
             if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
                 return Err(ParseError::bad("Malformed header name"));
             }
-            let v = colon
-                + 1
-                + line[colon + 1..]
-                    .iter()
-                    .position(|&c| c != b' ' && c != b'\t')
-                    .unwrap_or(end - colon - 1);
+            // The value ends without SP/HT.
             let value_end = trim_end(b, v, end);
             let k = headers.len();
             if name != HeaderName::Other {
-                let f = &mut msg.first[name as usize];
+                let f = &mut self.first[name as usize];
                 if *f == NONE {
                     *f = k.min(NONE as usize - 1) as u16;
                 } else if dup.is_none() && name.is_single() {
@@ -279,14 +306,6 @@ impl Message {
             });
             i = next;
         }
-
-        let body_end = msg.index_key_headers(b, dup)?;
-        msg.buf = if body_end < buf.len() {
-            buf.slice(..body_end)
-        } else {
-            buf
-        };
-        Ok(msg)
     }
 
     /// The index of the first header of a kind.
@@ -298,7 +317,9 @@ impl Message {
             // `Other`, or an index past u16: look from there.
             f => {
                 let from = f.map_or(0, |&f| f as usize);
-                let k = self.headers[from..].iter().position(|h| h.name == name)?;
+                let k = self.headers.as_slice()[from..]
+                    .iter()
+                    .position(|h| h.name == name)?;
                 Some(from + k)
             }
         }
@@ -314,15 +335,15 @@ impl Message {
         if contact.is_some() || dup.is_some() {
             let from = contact.unwrap_or(usize::MAX).min(dup.unwrap_or(usize::MAX));
             let to = dup.unwrap_or(self.headers.len());
-            for h in &self.headers[from..to] {
+            for h in &self.headers.as_slice()[from..to] {
                 if h.name == HeaderName::Contact {
-                    check_contact(&b[h.value.range()])?;
+                    check_contact(b, h.value)?;
                 }
             }
             if let Some(k) = dup {
                 return Err(ParseError::bad(format!(
                     "Multiple {} headers",
-                    self.headers[k].name.as_str()
+                    self.headers.as_slice()[k].name.as_str()
                 )));
             }
         }
@@ -335,36 +356,30 @@ impl Message {
         let cseq = found(HeaderName::CSeq)?;
 
         // Top Via, and the parameters the proxy reads and edits.
-        let vh = self.headers[via];
+        let vh = self.headers.as_slice()[via];
         let vv = &b[vh.value.range()];
-        let first_end = item_end(vv, 0).map_err(|_| ParseError::bad("Malformed Via header"))?;
-        let first = trim(&vv[..first_end]);
-        let (mut branch, mut rport) = (None, None);
-        Via::parse_each(first, |n, v| {
-            if branch.is_none() && n.eq_ignore_ascii_case(b"branch") {
-                branch = Some(v.map(|v| span_in(b, v)));
-            } else if rport.is_none() && n.eq_ignore_ascii_case(b"rport") {
-                rport = Some(v.is_none().then(|| span_in(b, n).end));
-            }
-        })
-        .map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
-        self.top_via = span_in(b, first);
-        self.via_branch = branch.flatten();
-        self.via_rport_ask = rport.flatten();
+        let (start, end) = (vh.value.start as usize, vh.value.end as usize);
+        if let Some((first_end, branch, rport)) = fast::top_via(b, start, end) {
+            self.top_via = Span::new(start, first_end);
+            self.via_branch = branch.map(|(s, e)| Span::new(s, e));
+            self.via_rport_ask = rport.map(|e| e as u32);
+        } else {
+            self.top_via_general(b, vv)?;
+        }
 
         // From and To.
         self.from_tag = self.addr_tag(b, from, "From")?;
         self.to_tag = self.addr_tag(b, to, "To")?;
 
         // Call-ID.
-        let cid = self.headers[call_id].value;
+        let cid = self.headers.as_slice()[call_id].value;
         if cid.is_empty() || scan::has_lws(&b[cid.range()]) {
             return Err(ParseError::bad("Malformed Call-ID header"));
         }
         self.call_id = cid;
 
         // CSeq: number LWS method.
-        let cs = self.headers[cseq].value;
+        let cs = self.headers.as_slice()[cseq].value;
         let v = &b[cs.range()];
         let digits = v
             .iter()
@@ -402,7 +417,7 @@ impl Message {
         };
 
         if let Some(k) = self.first_index(HeaderName::MaxForwards) {
-            let v = &b[self.headers[k].value.range()];
+            let v = &b[self.headers.as_slice()[k].value.range()];
             self.max_forwards =
                 Some(parse_u64(v, 255).ok_or_else(|| ParseError::bad("Bad Max-Forwards"))? as u32);
         }
@@ -411,7 +426,7 @@ impl Message {
         let available = b.len() - self.body_start as usize;
         match self.first_index(HeaderName::ContentLength) {
             Some(k) => {
-                let v = &b[self.headers[k].value.range()];
+                let v = &b[self.headers.as_slice()[k].value.range()];
                 let cl = parse_u64(v, u64::from(u32::MAX))
                     .ok_or_else(|| ParseError::bad("Bad Content-Length"))?;
                 if cl as usize > available {
@@ -424,8 +439,39 @@ impl Message {
         }
     }
 
+    /// The top Via by the general parser (for values [`fast::top_via`]
+    /// does not take).
+    #[cold]
+    fn top_via_general(&mut self, b: &[u8], vv: &[u8]) -> Result<(), ParseError> {
+        let first_end = item_end(vv, 0).map_err(|_| ParseError::bad("Malformed Via header"))?;
+        let first = trim(&vv[..first_end]);
+        let (mut branch, mut rport) = (None, None);
+        Via::parse_each(first, |n, v| {
+            if branch.is_none() && n.eq_ignore_ascii_case(b"branch") {
+                branch = Some(v.map(|v| span_in(b, v)));
+            } else if rport.is_none() && n.eq_ignore_ascii_case(b"rport") {
+                rport = Some(v.is_none().then(|| span_in(b, n).end));
+            }
+        })
+        .map_err(|e| ParseError::bad(format!("Malformed Via header: {e}")))?;
+        self.top_via = span_in(b, first);
+        self.via_branch = branch.flatten();
+        self.via_rport_ask = rport.flatten();
+        Ok(())
+    }
+
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
-        let v = &b[self.headers[k].value.range()];
+        let value = self.headers.as_slice()[k].value;
+        let v = &b[value.range()];
+        if let Some(tag) = fast::name_addr_tag(b, value.start as usize, value.end as usize) {
+            return Ok(tag.map(|(s, e)| Span::new(s, e)));
+        }
+        self.addr_tag_general(b, v, what)
+    }
+
+    /// [`Message::addr_tag`] by the general parser.
+    #[cold]
+    fn addr_tag_general(&self, b: &[u8], v: &[u8], what: &str) -> Result<Option<Span>, ParseError> {
         let end =
             item_end(v, 0).map_err(|_| ParseError::bad(format!("Malformed {what} header")))?;
         if end != v.len() {
@@ -550,10 +596,18 @@ impl Message {
         &self.headers
     }
 
+    /// The first header line of a kind.
+    #[inline]
+    pub(crate) fn first_header(&self, name: HeaderName) -> Option<&Header> {
+        self.headers.get(self.first_index(name)?)
+    }
+
     /// Header lines of one kind.
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
         let from = self.first_index(name).unwrap_or(self.headers.len());
-        self.headers[from..].iter().filter(move |h| h.name == name)
+        self.headers.as_slice()[from..]
+            .iter()
+            .filter(move |h| h.name == name)
     }
 
     /// Header lines with a given name (case-insensitive), for headers
@@ -707,6 +761,58 @@ fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
     Some((end, lf + 1))
 }
 
+/// The header line `b[i..end]`: the id of its name, the name's end (before
+/// any SP/HT ahead of the colon) and where its value starts (past the
+/// colon and any SP/HT; at most `end`). `None` without a colon.
+#[inline(always)]
+fn name_and_value_start(b: &[u8], i: usize, end: usize) -> Option<(HeaderName, usize, usize)> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if i + 16 <= b.len() {
+        use scan::sse2::{eq_mask, load16};
+        // The line's first sixteen bytes: its colons (before `end`) and
+        // its SP/HT.
+        let v = load16(b, i);
+        let mut colons = eq_mask(v, b':');
+        if end - i < 16 {
+            colons &= (1 << (end - i)) - 1;
+        }
+        if colons != 0 {
+            let c = colons.trailing_zeros();
+            let blank = eq_mask(v, b' ') | eq_mask(v, b'\t');
+            // The name ends at the colon unless SP/HT comes before it.
+            let name_end = if c > 0 && blank & (1 << (c - 1)) == 0 {
+                i + c as usize
+            } else {
+                trim_end(b, i, i + c as usize)
+            };
+            // The value starts at the first byte past the colon that is
+            // not SP/HT, when that is among the sixteen (`end` comes
+            // first when the line ends there: `b[end]` is CR or LF).
+            let past = !blank & (u32::MAX << (c + 1)) & 0xffff;
+            let v_start = if past != 0 {
+                (i + past.trailing_zeros() as usize).min(end)
+            } else {
+                skip_blank(b, i + 16).min(end)
+            };
+            let name = HeaderName::from_line_start(v, &b[i..name_end]);
+            return Some((name, name_end, v_start));
+        }
+    }
+    let colon = scan::find_byte(&b[..end], i, b':')?;
+    let name_end = trim_end(b, i, colon);
+    let name = HeaderName::from_bytes(&b[i..name_end]);
+    Some((name, name_end, skip_blank(b, colon + 1).min(end)))
+}
+
+/// `i` moved past SP/HT.
+#[inline]
+fn skip_blank(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
 /// `end` moved back over trailing SP/HT.
 #[inline]
 fn trim_end(b: &[u8], start: usize, mut end: usize) -> usize {
@@ -720,13 +826,13 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     let line = &b[start..end];
     if line.starts_with(b"SIP/") || line.starts_with(b"sip/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
-        let sp =
-            memchr::memchr(b' ', line).ok_or_else(|| ParseError::bad("Malformed status line"))?;
+        let sp = scan::find_byte(line, 0, b' ')
+            .ok_or_else(|| ParseError::bad("Malformed status line"))?;
         if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(ParseError::with_status(505, "Version Not Supported"));
         }
         let rest = &line[sp + 1..];
-        let code_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let code_end = scan::find_byte(rest, 0, b' ').unwrap_or(rest.len());
         let code = match &rest[..code_end] {
             c if c.len() == 3 => parse_u64(c, 699).filter(|&c| c >= 100),
             _ => None,
@@ -740,14 +846,14 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     }
     // Request-Line = Method SP Request-URI SP SIP-Version
     let sp1 =
-        memchr::memchr(b' ', line).ok_or_else(|| ParseError::bad("Malformed request line"))?;
+        scan::find_byte(line, 0, b' ').ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let method = &line[..sp1];
     if !scan::is_token_str(method) {
         return Err(ParseError::bad("Malformed method"));
     }
     let rest = &line[sp1 + 1..];
     let sp2 =
-        memchr::memchr(b' ', rest).ok_or_else(|| ParseError::bad("Malformed request line"))?;
+        scan::find_byte(rest, 0, b' ').ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
     if uri.is_empty()
@@ -762,12 +868,14 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
         }
         return Err(ParseError::bad("Malformed SIP version"));
     }
-    let parsed =
-        Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
-    if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
-        return Err(ParseError::bad("Request-URI with escaped headers"));
-    }
     let uri_start = start + sp1 + 1;
+    if !fast::sip_uri(b, uri_start, uri_start + sp2) {
+        let parsed =
+            Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
+        if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
+            return Err(ParseError::bad("Request-URI with escaped headers"));
+        }
+    }
     Ok(Start::Request {
         method: Method::from_bytes(method),
         method_span: Span::new(start, start + sp1),
@@ -775,7 +883,11 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     })
 }
 
-fn check_contact(v: &[u8]) -> Result<(), ParseError> {
+fn check_contact(b: &[u8], value: Span) -> Result<(), ParseError> {
+    if fast::name_addr_tag(b, value.start as usize, value.end as usize).is_some() {
+        return Ok(());
+    }
+    let v = &b[value.range()];
     if trim(v) == b"*" {
         return Ok(());
     }

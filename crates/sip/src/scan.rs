@@ -272,6 +272,207 @@ fn find3_words(s: &[u8], from: usize, a: u8, b: u8, c: u8) -> Option<usize> {
     )
 }
 
+/// Bytes that end a parameter name or value in the one-pass checks
+/// (`fast.rs`): `;`, `=`, `,`, `"`, `<`, and every byte up to SP or from
+/// 0x80 (white space, controls, non-ASCII). A superset of what ends them
+/// for the general parser ([`crate::params`]), so the one-pass checks
+/// give up where the two could differ.
+pub(crate) static PARAM_STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = c <= 0x20 || c >= 0x80 || matches!(c as u8, b';' | b'=' | b',' | b'"' | b'<');
+        c += 1;
+    }
+    t
+};
+
+/// Host name characters: alphanumerics and `-._`.
+pub(crate) static HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
+        c += 1;
+    }
+    t
+};
+
+/// The first offset in `s[i..end]` whose byte is a [`PARAM_STOP`], or
+/// `end`. Reads up to sixteen bytes past `end` (within `s`).
+#[inline(always)]
+pub(crate) fn param_run(s: &[u8], mut i: usize, end: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i < end && i + 16 <= s.len() {
+        let k = (sse2::param_stops(sse2::load16(s, i)) | 1 << 16).trailing_zeros() as usize;
+        i += k;
+        if k < 16 {
+            return i.min(end);
+        }
+    }
+    while i < end && i < s.len() && !PARAM_STOP[s[i] as usize] {
+        i += 1;
+    }
+    i.min(end)
+}
+
+/// The first offset in `s[i..end]` whose byte is not a [`HOST`]
+/// character, or `end`. Reads up to sixteen bytes past `end` (within
+/// `s`).
+#[inline(always)]
+pub(crate) fn host_run(s: &[u8], mut i: usize, end: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i < end && i + 16 <= s.len() {
+        let k = (!sse2::host_chars(sse2::load16(s, i)) | 1 << 16).trailing_zeros() as usize;
+        i += k;
+        if k < 16 {
+            return i.min(end);
+        }
+    }
+    while i < end && i < s.len() && HOST[s[i] as usize] {
+        i += 1;
+    }
+    i.min(end)
+}
+
+/// The LFs of a buffer, found 64 bytes at a time and handed out in
+/// order: the header loop asks for the next line end from where the last
+/// one ended, mostly within the same 64 bytes.
+pub(crate) struct LineEnds {
+    /// Where the 64 bytes of `mask` start.
+    base: usize,
+    /// Bit k set when `s[base + k]` is an LF (bits below the last
+    /// position asked for may be cleared).
+    mask: u64,
+}
+
+impl LineEnds {
+    pub(crate) fn new() -> Self {
+        LineEnds {
+            base: usize::MAX,
+            mask: 0,
+        }
+    }
+
+    /// The first LF at or after `from` in `s` (always the same `s`, and
+    /// `from` never smaller than in the call before).
+    #[inline(always)]
+    pub(crate) fn find(&mut self, s: &[u8], from: usize) -> Option<usize> {
+        let (mut base, mut mask) = match from.checked_sub(self.base) {
+            Some(k) if k < 64 => (self.base, self.mask & (u64::MAX << k)),
+            _ => (from, lf_mask64(s, from)),
+        };
+        while mask == 0 {
+            base += 64;
+            if base >= s.len() {
+                return None;
+            }
+            mask = lf_mask64(s, base);
+        }
+        self.base = base;
+        self.mask = mask;
+        Some(base + mask.trailing_zeros() as usize)
+    }
+}
+
+/// Bit k set when `s[base + k]` is an LF, for the 64 bytes from `base`
+/// (fewer at the end of `s`).
+#[inline(always)]
+fn lf_mask64(s: &[u8], base: usize) -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if let Some(block) = s.get(base..base.wrapping_add(64)) {
+        let m = |k: usize| u64::from(sse2::eq_mask(sse2::load16(block, 16 * k), b'\n'));
+        return m(0) | m(1) << 16 | m(2) << 32 | m(3) << 48;
+    }
+    lf_mask_tail(s, base)
+}
+
+/// [`lf_mask64`] byte by byte (the end of the buffer).
+#[cold]
+#[inline(never)]
+fn lf_mask_tail(s: &[u8], base: usize) -> u64 {
+    let tail = s.get(base..).unwrap_or_default();
+    tail.iter()
+        .take(64)
+        .enumerate()
+        .fold(0, |m, (k, &c)| m | u64::from(c == b'\n') << k)
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+pub(crate) mod sse2 {
+    //! The few SSE2 operations the scanners use. SSE2 is part of every
+    //! x86_64 target.
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_sub_epi8,
+    };
+
+    /// The sixteen bytes of `s` from `i` (bounds-checked: callers keep
+    /// `i + 16 <= s.len()`, which lets the compiler drop the check).
+    #[inline(always)]
+    pub(crate) fn load16(s: &[u8], i: usize) -> __m128i {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&s[i..i + 16]);
+        // SAFETY: `[u8; 16]` and `__m128i` have the same size, and every
+        // bit pattern is a valid value of both.
+        unsafe { core::mem::transmute::<[u8; 16], __m128i>(a) }
+    }
+
+    /// Bit k set when byte k of `v` is `c`.
+    #[inline(always)]
+    pub(crate) fn eq_mask(v: __m128i, c: u8) -> u32 {
+        // SAFETY: the intrinsics only need SSE2, which this module is
+        // compiled with (`target_feature = "sse2"`, part of x86_64).
+        unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8))) as u32 }
+    }
+
+    /// Bit k set when byte k of `v` is a [`super::PARAM_STOP`] byte.
+    #[inline(always)]
+    pub(crate) fn param_stops(v: __m128i) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe {
+            let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+            // Signed: 0x00-0x20 and 0x80-0xff.
+            let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x21));
+            let m = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_or_si128(eq(b';'), eq(b'=')),
+                    _mm_or_si128(eq(b','), eq(b'"')),
+                ),
+                _mm_or_si128(eq(b'<'), low),
+            );
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// Bit k set when byte k of `v` is a host name character
+    /// (alphanumeric, `-`, `.`, `_`).
+    #[inline(always)]
+    pub(crate) fn host_chars(v: __m128i) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe {
+            // `x` in `lo..=hi`: `x - lo` (wrapping) is at most `hi - lo`.
+            let in_range = |x: __m128i, lo: u8, hi: u8| {
+                let d = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
+                _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((hi - lo) as i8)), d)
+            };
+            let letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', b'z');
+            let digit = in_range(v, b'0', b'9');
+            let dash_dot = in_range(v, b'-', b'.');
+            let under = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
+            let m = _mm_or_si128(_mm_or_si128(letter, digit), _mm_or_si128(dash_dot, under));
+            _mm_movemask_epi8(m) as u32
+        }
+    }
+
+    /// Bit k set when byte k of `v | or` equals byte k of `want`.
+    #[inline(always)]
+    pub(crate) fn or_eq_mask(v: __m128i, or: __m128i, want: __m128i) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_or_si128(v, or), want)) as u32 }
+    }
+}
+
 /// Whether `s` holds linear white space (SP, HTAB, CR or LF).
 #[inline]
 pub(crate) fn has_lws(s: &[u8]) -> bool {
@@ -349,6 +550,65 @@ mod tests {
             }
             assert_eq!(has_lws(s), s.iter().any(|&c| is_lws(c)), "{len}");
         }
+    }
+
+    #[test]
+    fn line_ends_match_a_byte_search() {
+        // LFs at every distance, across and at the ends of 64-byte blocks.
+        let mut text = Vec::new();
+        for k in 0..150usize {
+            text.extend(std::iter::repeat_n(b'x', k % 70));
+            text.push(if k % 3 == 0 { b'\r' } else { b'y' });
+            text.push(b'\n');
+        }
+        for len in (0..text.len()).step_by(7).chain([text.len()]) {
+            let s = &text[..len];
+            let want = |from: usize| {
+                s[from.min(len)..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map(|k| k + from)
+            };
+            // In order from line to line, as the header loop asks.
+            let mut ends = LineEnds::new();
+            let mut from = 0;
+            while from <= len {
+                let got = ends.find(s, from);
+                assert_eq!(got, want(from), "{len} {from}");
+                match got {
+                    Some(lf) => from = lf + 1,
+                    None => break,
+                }
+            }
+            // And from any place, with a fresh search and with one that
+            // goes forward in steps.
+            let mut ends = LineEnds::new();
+            for from in (0..=len).step_by(5) {
+                assert_eq!(LineEnds::new().find(s, from), want(from), "{len} {from}");
+                assert_eq!(ends.find(s, from), want(from), "{len} {from}");
+            }
+        }
+    }
+
+    #[test]
+    fn class_runs_match_their_tables() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for c in 0..=255u8 {
+            // Each byte alone, and at every place of a run of `a`.
+            for at in 0..40 {
+                let mut s = vec![b'a'; 40];
+                s[at] = c;
+                let want_p = if PARAM_STOP[c as usize] { at } else { 40 };
+                let want_h = if HOST[c as usize] { 40 } else { at };
+                assert_eq!(param_run(&s, 0, 40), want_p, "{c} {at}");
+                assert_eq!(host_run(&s, 0, 40), want_h, "{c} {at}");
+                // A window that ends before the byte.
+                assert_eq!(param_run(&s, 0, at), at, "{c} {at}");
+                assert_eq!(host_run(&s, 0, at), at, "{c} {at}");
+            }
+        }
+        assert_eq!(param_run(&all, 0x21, 256), usize::from(b'"'));
+        assert_eq!(host_run(&all, b'0' as usize, 256), usize::from(b'9') + 1);
     }
 
     #[test]

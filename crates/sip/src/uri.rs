@@ -2,7 +2,7 @@
 //! message bytes. `tel:` and unknown schemes are kept opaque.
 
 use crate::params::Params;
-use crate::scan::{eq_nocase, find_byte, has_lws, parse_u64};
+use crate::scan::{eq_nocase, find_byte, has_lws, parse_u64, HOST};
 
 /// The scheme of a URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,17 +173,6 @@ pub fn strip_brackets(h: &[u8]) -> &[u8] {
         _ => h,
     }
 }
-
-/// Host name characters: alphanumerics and `-._`.
-static HOST: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
-        c += 1;
-    }
-    t
-};
 
 #[cfg(test)]
 mod tests {

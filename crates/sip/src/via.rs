@@ -1,7 +1,7 @@
 //! Via header values (RFC 3261 20.42, RFC 3581).
 
 use crate::params::Params;
-use crate::scan::{find_byte, is_token, parse_u64, skip_lws};
+use crate::scan::{find_byte, is_token, parse_u64, skip_lws, HOST};
 use crate::Transport;
 
 /// The RFC 3261 magic cookie that starts every compliant branch.
@@ -132,17 +132,6 @@ impl<'a> Via<'a> {
             .map(|v| v as u8)
     }
 }
-
-/// Host name characters in a Via sent-by: alphanumerics and `-._`.
-static HOST: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        t[c] = matches!(c as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_');
-        c += 1;
-    }
-    t
-};
 
 fn token(s: &[u8], mut i: usize) -> (&[u8], usize) {
     let start = i;

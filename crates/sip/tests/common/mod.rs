@@ -58,6 +58,7 @@ pub fn exercise(data: &[u8]) -> bool {
     };
     // The kept bytes are a prefix of the input (trailing octets cut).
     assert!(data.starts_with(m.as_bytes()));
+    check_key_fields(&m);
     touch(&m);
 
     // No edit: the output is the input, byte for byte.
@@ -77,6 +78,19 @@ pub fn exercise(data: &[u8]) -> bool {
         touch(&a);
     }
     true
+}
+
+/// The fields the parser reads by its one-pass checks (`src/fast.rs`)
+/// agree with the general parsers' reading of the same values.
+pub fn check_key_fields(m: &Message) {
+    for (tag, value) in [(m.from_tag(), m.from_value()), (m.to_tag(), m.to_value())] {
+        let a = NameAddr::parse(value).expect("From and To were checked");
+        assert_eq!(tag, a.tag());
+    }
+    assert_eq!(m.values(HeaderName::Via).next(), Some(m.top_via_span()));
+    let top = m.top_via();
+    assert!(!top.host.is_empty(), "the top Via was checked");
+    assert_eq!(m.branch(), top.branch());
 }
 
 /// Read every accessor and parse every lazily parsed part.
