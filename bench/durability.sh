@@ -36,6 +36,7 @@
 #   LEVELS         levels to compare                          (default "off buffered strict")
 #   DIALOGS        1: [dialogs] enabled = true                (default 0)
 #   SYNC_MS        [store] sync_interval_ms of buffered       (default 50, cairn's default)
+#   COMMIT_MS      [store] commit_interval_ms                 (default 10, cairn's default)
 #   RESTORE_CALLS  transactions in flight for the restore     (default 100000)
 #   IP             loopback address to use                    (default 127.0.98.1)
 #   REDIS_PORT     port of the redis-server of level redis    (default 6390)
@@ -55,6 +56,7 @@ ROUNDS=${ROUNDS:-3}
 LEVELS=${LEVELS:-off buffered strict}
 DIALOGS=${DIALOGS:-0}
 SYNC_MS=${SYNC_MS:-50}
+COMMIT_MS=${COMMIT_MS:-10}
 RESTORE_CALLS=${RESTORE_CALLS:-100000}
 IP=${IP:-127.0.98.1}
 REDIS_PORT=${REDIS_PORT:-6390}
@@ -148,7 +150,7 @@ run_level() {
     if [ "$level" = redis ]; then
         store_toml=$(printf '[store]\nbackend = "redis"\nurl = "redis://%s:%s"\nkey_prefix = "bench%s:"\n\n[cluster]\nnode_id = 1\n' "$IP" "$REDIS_PORT" "$round")
     else
-        store_toml=$(printf '[store]\npath = "state"\ndurability = "%s"\nsync_interval_ms = %s\n' "$level" "$SYNC_MS")
+        store_toml=$(printf '[store]\npath = "state"\ndurability = "%s"\nsync_interval_ms = %s\ncommit_interval_ms = %s\n' "$level" "$SYNC_MS" "$COMMIT_MS")
     fi
     cat >"$dir/cairn.toml" <<TOML
 [log]

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cairn::admin::DriverMetrics;
-use cairn::state::StateStore;
+use cairn::state::{Grouping, StateStore};
 use cairn_proxy::{CoreConfig, LocalAddr, Output, Peer, Proxy};
 use cairn_sip::Transport;
 use cairn_store::{Durability, StoreConfig};
@@ -170,7 +170,8 @@ fn store_config(a: &Args) -> StoreConfig {
 
 /// The child: write the records of `calls` INVITEs in flight, report, wait to be killed.
 fn generate(a: &Args) {
-    let mut store = StateStore::open(&store_config(a), 0).unwrap_or_else(|e| die(&e));
+    let mut store =
+        StateStore::open(&store_config(a), Grouping::default()).unwrap_or_else(|e| die(&e));
     let mut proxy = new_proxy();
     let mut m = DriverMetrics::default();
     let peer = Peer::new(
@@ -325,7 +326,8 @@ fn restore(a: &Args) {
     let on_disk = disk_bytes(&a.dir);
 
     let t0 = Instant::now();
-    let mut store = StateStore::open(&store_config(a), 0).unwrap_or_else(|e| die(&e));
+    let mut store =
+        StateStore::open(&store_config(a), Grouping::default()).unwrap_or_else(|e| die(&e));
     let open = t0.elapsed();
     let mut proxy = new_proxy();
     let mut m = DriverMetrics::default();

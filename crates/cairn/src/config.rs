@@ -69,6 +69,10 @@ pub struct StoreSettings {
     /// How long a record that no message waits for (a 1xx, a final, a
     /// dialog, an end) may wait to be grouped with others. Default 10 ms.
     pub state_delay_ms: u64,
+    /// The least time between two commits that messages wait for (a
+    /// branch, a CANCEL): what comes meanwhile waits at most this long and
+    /// shares the next one. Default 10 ms; 0 commits at every turn.
+    pub commit_interval_ms: u64,
 }
 
 /// `[dialogs]`.
@@ -336,6 +340,7 @@ struct RawStore {
     lookup_timeout_ms: Option<u64>,
     max_pending_bytes: Option<u64>,
     state_delay_ms: u64,
+    commit_interval_ms: u64,
 }
 
 impl Default for RawStore {
@@ -346,6 +351,7 @@ impl Default for RawStore {
             durability: "buffered".into(),
             sync_interval_ms: 50,
             state_delay_ms: 10,
+            commit_interval_ms: 10,
             url: None,
             key_prefix: None,
             commit_timeout_ms: None,
@@ -425,6 +431,12 @@ fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
         return Err(err(
             path.key("state_delay_ms"),
             format!("{} is out of range: 0 to 1000 ms", raw.state_delay_ms),
+        ));
+    }
+    if raw.commit_interval_ms > 100 {
+        return Err(err(
+            path.key("commit_interval_ms"),
+            format!("{} is out of range: 0 to 100 ms", raw.commit_interval_ms),
         ));
     }
     let redis_keys = [
@@ -514,6 +526,7 @@ fn check_store(raw: &RawStore) -> Result<StoreSettings, BuildError> {
         sync_interval_ms: raw.sync_interval_ms,
         redis,
         state_delay_ms: raw.state_delay_ms,
+        commit_interval_ms: raw.commit_interval_ms,
     })
 }
 
@@ -1259,6 +1272,20 @@ no_match = { code = 480 }
         assert!(e
             .to_string()
             .starts_with("test.toml:14:19: rule[1].destination_set: "));
+    }
+
+    #[test]
+    fn store_grouping_limits() {
+        assert_bad(
+            &format!("{MINIMAL}[store]\ncommit_interval_ms = 500\n"),
+            "store.commit_interval_ms",
+            "500 is out of range: 0 to 100 ms",
+        );
+        assert_bad(
+            &format!("{MINIMAL}[store]\nstate_delay_ms = 5000\n"),
+            "store.state_delay_ms",
+            "out of range",
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::health::{AdminState, Prober};
 use crate::lookup::{LookupRequest, Lookups};
 use crate::reload::{LoadResult, Reloader};
-use crate::state::StateStore;
+use crate::state::{Grouping, StateStore};
 
 /// The core's clock: milliseconds since the UNIX epoch, advancing with the
 /// monotonic clock (so a wall-clock step never fires timers early).
@@ -137,9 +137,9 @@ pub async fn run(
     let mut store = match &cfg.store.redis {
         Some(r) => {
             let adopt = nodes_to_adopt(&cfg);
-            StateStore::open_redis(r, &adopt, Clock::new().now(), cfg.store.state_delay_ms)?
+            StateStore::open_redis(r, &adopt, Clock::new().now(), Grouping::of(&cfg.store))?
         }
-        None => StateStore::open(&store_cfg, cfg.store.state_delay_ms)?,
+        None => StateStore::open(&store_cfg, Grouping::of(&cfg.store))?,
     };
     let other_nodes: Vec<u16> = cfg
         .cluster
@@ -373,8 +373,12 @@ pub async fn run(
             }
         }
         store.commit_if_due(&mut metrics);
-        for o in sends.drain(..) {
-            transports.send(o);
+        // Messages wait behind a record not committed yet, and what comes
+        // after them waits too (order kept).
+        if !store.holds_messages() {
+            for o in sends.drain(..) {
+                transports.send(o);
+            }
         }
         // A request being looked up is in flight too: its routing is not decided yet.
         if drain_until.is_some() && !proxy.has_pending_requests() && lookups.in_flight() == 0 {
@@ -383,6 +387,9 @@ pub async fn run(
         }
     }
     store.close(&mut metrics);
+    for o in sends.drain(..) {
+        transports.send(o);
+    }
     transports.shutdown().await;
     let s = proxy.stats();
     info!(

@@ -2,7 +2,10 @@
 //! staged and group-committed. When a turn of the event loop has an urgent
 //! record (a branch or a CANCEL about to go out), everything staged is
 //! committed before any message of that turn is sent, so no INVITE leaves
-//! before its branch is on record. Other records (a 1xx, a final, a
+//! before its branch is on record. Urgent commits are at least
+//! `commit_interval_ms` apart: under load the INVITEs of the next few ms
+//! wait (their messages held by the driver) and share one commit; after a
+//! quiet moment an INVITE is committed at once. Other records (a 1xx, a final, a
 //! dialog, an end) wait up to `state_delay_ms` to ride along with the next
 //! urgent commit, or are committed by themselves when that time is up.
 //! While staged, records of one key are folded together: a newer value
@@ -43,7 +46,29 @@ pub struct StateStore {
     urgent: bool,
     /// When the oldest staged record that is not urgent was staged.
     waiting_since: Option<Instant>,
-    delay: Duration,
+    timing: Grouping,
+    /// When the last commit was made.
+    last_commit: Option<Instant>,
+}
+
+/// How long staged records may wait for others.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Grouping {
+    /// A record that no message waits for (`state_delay_ms`).
+    pub state_delay: Duration,
+    /// The least time between two commits that messages wait for
+    /// (`commit_interval_ms`).
+    pub commit_interval: Duration,
+}
+
+impl Grouping {
+    /// From the `[store]` settings.
+    pub fn of(s: &crate::config::StoreSettings) -> Grouping {
+        Grouping {
+            state_delay: Duration::from_millis(s.state_delay_ms),
+            commit_interval: Duration::from_millis(s.commit_interval_ms),
+        }
+    }
 }
 
 /// A batch this large is committed without waiting for the delay.
@@ -69,7 +94,7 @@ fn space(s: Space) -> cairn_store::Space {
 impl StateStore {
     /// Open the store (moving a corrupt one aside, as documented in
     /// docs/store.md). The error says what and where.
-    pub fn open(cfg: &StoreConfig, state_delay_ms: u64) -> Result<StateStore, String> {
+    pub fn open(cfg: &StoreConfig, timing: Grouping) -> Result<StateStore, String> {
         let opened = cairn_store::open_or_move_aside(cfg).map_err(|e| format!("store: {e}"))?;
         if let Some((aside, why)) = &opened.moved_aside {
             error!(moved_to = %aside.display(), error = %why, "the state store was unreadable: started empty");
@@ -88,7 +113,8 @@ impl StateStore {
             finder: None,
             urgent: false,
             waiting_since: None,
-            delay: Duration::from_millis(state_delay_ms),
+            timing,
+            last_commit: None,
         })
     }
 
@@ -102,7 +128,7 @@ impl StateStore {
         cfg: &RedisConfig,
         adopt: &[u16],
         now: Millis,
-        state_delay_ms: u64,
+        timing: Grouping,
     ) -> Result<StateStore, String> {
         let mut store = RedisStore::open(cfg).map_err(|e| format!("store: {e}"))?;
         for &node in adopt {
@@ -135,7 +161,8 @@ impl StateStore {
             finder,
             urgent: false,
             waiting_since: None,
-            delay: Duration::from_millis(state_delay_ms),
+            timing,
+            last_commit: None,
         })
     }
 
@@ -299,21 +326,34 @@ impl StateStore {
         self.batch.len() - self.dropped_count
     }
 
-    /// When the staged records must be committed even if no urgent one
-    /// comes.
+    /// When the staged records must be committed: for urgent ones
+    /// `commit_interval` after the last commit, for the others
+    /// `state_delay` after the oldest was staged.
     pub fn deadline(&self) -> Option<Instant> {
-        self.waiting_since.map(|t| t + self.delay)
+        let urgent = self.urgent.then(|| match self.last_commit {
+            Some(t) => t + self.timing.commit_interval,
+            None => Instant::now(),
+        });
+        let grouped = self.waiting_since.map(|t| t + self.timing.state_delay);
+        match (urgent, grouped) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Commit what is staged if a message waits for it, its delay is up,
-    /// or the batch is large.
+    /// Commit what is staged if its time is up or the batch is large.
     pub fn commit_if_due(&mut self, m: &mut DriverMetrics) {
-        let due = self.urgent
-            || self.batch.len() >= MAX_STAGED
-            || self.deadline().is_some_and(|d| d <= Instant::now());
+        let due =
+            self.batch.len() >= MAX_STAGED || self.deadline().is_some_and(|d| d <= Instant::now());
         if due {
             self.commit(m);
         }
+    }
+
+    /// Whether a staged record that messages wait for is not committed
+    /// yet: the driver then holds its messages, and every later one.
+    pub fn holds_messages(&self) -> bool {
+        self.urgent
     }
 
     /// Commit everything staged (one write; at the strict level one
@@ -322,6 +362,7 @@ impl StateStore {
     pub fn commit(&mut self, m: &mut DriverMetrics) {
         self.urgent = false;
         self.waiting_since = None;
+        self.last_commit = Some(Instant::now());
         self.staged_keys.clear();
         m.store_records_folded += std::mem::take(&mut self.folded);
         if self.dropped_count > 0 {
@@ -397,7 +438,11 @@ mod tests {
             let dir =
                 std::env::temp_dir().join(format!("cairn-state-{}-{name}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
-            let store = StateStore::open(&StoreConfig::new(&dir), 10).unwrap();
+            let timing = Grouping {
+                state_delay: Duration::from_millis(10),
+                commit_interval: Duration::from_millis(5),
+            };
+            let store = StateStore::open(&StoreConfig::new(&dir), timing).unwrap();
             Fixture {
                 dir,
                 store,
@@ -470,6 +515,35 @@ mod tests {
         assert_eq!(f.m.store_records, 4);
         assert_eq!(f.m.store_records_folded, 2);
         assert_eq!(f.stored(), vec![(K2.to_vec(), b"new-2".to_vec())]);
+    }
+
+    #[test]
+    fn urgent_commits_are_spaced_by_the_commit_interval() {
+        let mut f = Fixture::new("interval");
+        f.store.timing.commit_interval = Duration::from_millis(300);
+        // After a quiet moment: committed at once.
+        f.store
+            .put(T, K1, b"branch 1".to_vec(), later(), true, true);
+        assert!(f.store.holds_messages());
+        f.store.commit_if_due(&mut f.m);
+        assert!(!f.store.holds_messages());
+        assert_eq!(f.m.store_commits, 1);
+        // The next one waits for the interval, messages held meanwhile,
+        // and shares its commit with what comes in that time.
+        f.store
+            .put(T, K2, b"branch 2".to_vec(), later(), true, true);
+        f.store.commit_if_due(&mut f.m);
+        assert!(f.store.holds_messages());
+        assert_eq!(f.m.store_commits, 1);
+        let deadline = f.store.deadline().expect("a deadline");
+        assert!(deadline > Instant::now() + Duration::from_millis(100));
+        f.store
+            .put(T, *b"key-0003", b"branch 3".to_vec(), later(), true, true);
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        f.store.commit_if_due(&mut f.m);
+        assert!(!f.store.holds_messages());
+        assert_eq!(f.m.store_commits, 2);
+        assert_eq!(f.m.store_records, 3);
     }
 
     #[test]
