@@ -29,10 +29,7 @@ pub struct StateStore {
     batch: Vec<Op>,
     /// Where each staged key is in `batch`, to fold later records of the
     /// same key into it.
-    staged_keys: rustc_hash::FxHashMap<(Space, [u8; 8]), Staged>,
-    /// Entries of `batch` folded away (removed at commit).
-    dropped: Vec<bool>,
-    dropped_count: usize,
+    staged_keys: rustc_hash::FxHashMap<(cairn_store::Space, [u8; 8]), Staged>,
     /// Records folded away since the last commit (for the metrics).
     folded: u64,
     durability: Durability,
@@ -84,6 +81,11 @@ struct Staged {
     fresh: bool,
 }
 
+/// The key of a staged op (always one of the core's 8-byte keys).
+fn staged_key(key: &[u8]) -> [u8; 8] {
+    key.try_into().unwrap_or_default()
+}
+
 fn space(s: Space) -> cairn_store::Space {
     match s {
         Space::Transactions => cairn_store::Space::Transactions,
@@ -103,8 +105,6 @@ impl StateStore {
             store: opened.store,
             batch: Vec::with_capacity(64),
             staged_keys: rustc_hash::FxHashMap::default(),
-            dropped: Vec::with_capacity(64),
-            dropped_count: 0,
             folded: 0,
             durability: cfg.durability,
             failing: false,
@@ -151,8 +151,6 @@ impl StateStore {
             store: Box::new(store),
             batch: Vec::with_capacity(64),
             staged_keys: rustc_hash::FxHashMap::default(),
-            dropped: Vec::with_capacity(64),
-            dropped_count: 0,
             folded: 0,
             durability: Durability::Buffered,
             failing: false,
@@ -269,7 +267,8 @@ impl StateStore {
         fresh: bool,
     ) {
         self.note_staged(urgent);
-        let op = Op::put(space(s), key.to_vec(), value, expires_at);
+        let s = space(s);
+        let op = Op::put(s, key.to_vec(), value, expires_at);
         match self.staged_keys.get(&(s, key)) {
             Some(st) => {
                 self.batch[st.index] = op;
@@ -283,25 +282,33 @@ impl StateStore {
     /// replaced by the removal, or, if the store never had the key, both
     /// are dropped.
     pub fn forget(&mut self, s: Space, key: [u8; 8]) {
+        let s = space(s);
         match self.staged_keys.get(&(s, key)).copied() {
             Some(st) if st.fresh => {
                 self.staged_keys.remove(&(s, key));
-                self.dropped[st.index] = true;
-                self.dropped_count += 1;
+                // The batch's order does not matter (one key, one entry):
+                // the last entry takes this one's place.
+                self.batch.swap_remove(st.index);
+                if let Some(moved) = self.batch.get(st.index) {
+                    let moved_key = (moved.space(), staged_key(moved.key()));
+                    if let Some(m) = self.staged_keys.get_mut(&moved_key) {
+                        m.index = st.index;
+                    }
+                }
                 self.folded += 2;
             }
             Some(st) => {
-                self.batch[st.index] = Op::delete(space(s), key.to_vec());
+                self.batch[st.index] = Op::delete(s, key.to_vec());
                 self.folded += 1;
             }
             None => {
                 self.note_staged(false);
-                self.stage(s, key, Op::delete(space(s), key.to_vec()), false);
+                self.stage(s, key, Op::delete(s, key.to_vec()), false);
             }
         }
     }
 
-    fn stage(&mut self, s: Space, key: [u8; 8], op: Op, fresh: bool) {
+    fn stage(&mut self, s: cairn_store::Space, key: [u8; 8], op: Op, fresh: bool) {
         self.staged_keys.insert(
             (s, key),
             Staged {
@@ -310,7 +317,6 @@ impl StateStore {
             },
         );
         self.batch.push(op);
-        self.dropped.push(false);
     }
 
     fn note_staged(&mut self, urgent: bool) {
@@ -323,7 +329,7 @@ impl StateStore {
 
     /// Records staged and not committed yet.
     pub fn staged(&self) -> usize {
-        self.batch.len() - self.dropped_count
+        self.batch.len()
     }
 
     /// When the staged records must be committed: for urgent ones
@@ -365,16 +371,6 @@ impl StateStore {
         self.last_commit = Some(Instant::now());
         self.staged_keys.clear();
         m.store_records_folded += std::mem::take(&mut self.folded);
-        if self.dropped_count > 0 {
-            let dropped = &self.dropped;
-            let mut i = 0;
-            self.batch.retain(|_| {
-                i += 1;
-                !dropped[i - 1]
-            });
-            self.dropped_count = 0;
-        }
-        self.dropped.clear();
         if self.batch.is_empty() {
             return;
         }
@@ -515,6 +511,19 @@ mod tests {
         assert_eq!(f.m.store_records, 4);
         assert_eq!(f.m.store_records_folded, 2);
         assert_eq!(f.stored(), vec![(K2.to_vec(), b"new-2".to_vec())]);
+    }
+
+    #[test]
+    fn a_record_staged_after_a_dropped_one_is_still_folded() {
+        let mut f = Fixture::new("moved");
+        f.store
+            .put(T, K1, b"dropped".to_vec(), later(), false, true);
+        f.store.put(T, K2, b"old".to_vec(), later(), false, true);
+        f.store.forget(T, K1);
+        f.store.put(T, K2, b"new".to_vec(), later(), false, false);
+        assert_eq!(f.store.staged(), 1);
+        f.store.commit(&mut f.m);
+        assert_eq!(f.stored(), vec![(K2.to_vec(), b"new".to_vec())]);
     }
 
     #[test]

@@ -2321,9 +2321,6 @@ impl Proxy {
         let mut resend_cancels = Vec::new();
         if let Some(c) = r.ctx {
             let mut codes = cairn_routing::CodeSet::empty();
-            for code in c.failover_codes {
-                codes.insert(code);
-            }
             for (first, last) in c.failover_ranges {
                 codes.insert_range(first, last);
             }

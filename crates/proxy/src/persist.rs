@@ -66,8 +66,6 @@ pub struct TxnRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CtxRecord {
     pub parallel: bool,
-    /// Failover codes, one by one (as records of version 5 have them).
-    pub failover_codes: Vec<u16>,
     /// Failover codes as inclusive runs.
     pub failover_ranges: Vec<(u16, u16)>,
     pub failover_on_timeout: bool,
@@ -499,11 +497,12 @@ pub fn merge(b: BaseRecord<'_>, s: Option<StateRecord<'_>>) -> Option<TxnRecord>
             state: states.next().unwrap_or_default(),
         });
     }
-    let (failover_codes, failover_ranges) = if b.version == VERSION_5 {
-        (b.failover_codes, Vec::new())
+    let failover_ranges = if b.version == VERSION_5 {
+        // Every code by itself.
+        b.failover_codes.iter().map(|&c| (c, c)).collect()
     } else {
         let pairs = b.failover_codes.chunks_exact(2);
-        (Vec::new(), pairs.map(|p| (p[0], p[1])).collect())
+        pairs.map(|p| (p[0], p[1])).collect()
     };
     Some(TxnRecord {
         key: owned(b.key),
@@ -516,7 +515,6 @@ pub fn merge(b: BaseRecord<'_>, s: Option<StateRecord<'_>>) -> Option<TxnRecord>
         last_response: s.last_response.map(owned),
         ctx: Some(CtxRecord {
             parallel: b.parallel,
-            failover_codes,
             failover_ranges,
             failover_on_timeout: b.failover_on_timeout,
             targets: b.targets,

@@ -195,12 +195,18 @@ fn expired_records_skipped_and_purged_fjall() {
     assert_eq!(s.stats().expired_purged, 0);
 }
 
-/// Writes a value behind the store's back, straight into the engine.
-fn raw_put(path: &Path, space: &str, key: &[u8], value: Vec<u8>) {
+/// The store's engine and one of its keyspaces, opened behind its back.
+fn raw_keyspace(path: &Path, space: &str) -> (fjall::Database, fjall::Keyspace) {
     let db = fjall::Database::builder(path).open().unwrap();
     let ks = db
         .keyspace(space, fjall::KeyspaceCreateOptions::default)
         .unwrap();
+    (db, ks)
+}
+
+/// Writes a value behind the store's back, straight into the engine.
+fn raw_put(path: &Path, space: &str, key: &[u8], value: Vec<u8>) {
+    let (db, ks) = raw_keyspace(path, space);
     ks.insert(key, value).unwrap();
     db.persist(fjall::PersistMode::SyncAll).unwrap();
 }
@@ -211,11 +217,11 @@ fn stored(seq: u64, key: &[u8]) -> Vec<u8> {
 }
 
 fn raw_get(path: &Path, space: &str, key: &[u8]) -> Option<Vec<u8>> {
-    let db = fjall::Database::builder(path).open().unwrap();
-    let ks = db
-        .keyspace(space, fjall::KeyspaceCreateOptions::default)
-        .unwrap();
-    ks.get(key).unwrap().map(|v| v.to_vec())
+    raw_keyspace(path, space)
+        .1
+        .get(key)
+        .unwrap()
+        .map(|v| v.to_vec())
 }
 
 #[test]
@@ -672,18 +678,10 @@ fn error_message_has_path_operation_and_cause() {
     assert_eq!(err.operation(), cairn_store::Operation::Open);
 }
 
-/// Every (stored key, value) of a keyspace, in the store's order.
-fn raw_all(path: &Path, space: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let db = fjall::Database::builder(path).open().unwrap();
-    let ks = db
-        .keyspace(space, fjall::KeyspaceCreateOptions::default)
-        .unwrap();
-    ks.iter()
-        .map(|g| {
-            let (k, v) = g.into_inner().unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
+/// Every stored key of a keyspace, in the store's order.
+fn raw_keys(path: &Path, space: &str) -> Vec<Vec<u8>> {
+    let (_db, ks) = raw_keyspace(path, space);
+    ks.iter().map(|g| g.key().unwrap().to_vec()).collect()
 }
 
 #[test]
@@ -711,10 +709,7 @@ fn records_are_stored_in_write_order_and_unknown_removals_write_nothing() {
             .unwrap();
         assert_eq!(info.bytes, 0, "nothing to remove, nothing written");
     }
-    let keys: Vec<Vec<u8>> = raw_all(&path, "transactions")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = raw_keys(&path, "transactions");
     assert_eq!(
         keys,
         vec![stored(1, b"zz"), stored(2, b"aa"), stored(3, b"mm")]
@@ -734,10 +729,7 @@ fn records_are_stored_in_write_order_and_unknown_removals_write_nothing() {
     s.commit(&[Op::put(Space::Transactions, "zz", "6", FAR)])
         .unwrap();
     drop(s);
-    let keys: Vec<Vec<u8>> = raw_all(&path, "transactions")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys = raw_keys(&path, "transactions");
     assert_eq!(
         keys,
         vec![
@@ -766,24 +758,18 @@ fn a_store_of_format_1_is_converted() {
     }
     // Rewrite it as format 1 wrote it.
     {
-        let db = fjall::Database::builder(&path).open().unwrap();
         for space in ["transactions", "dialogs"] {
-            let ks = db
-                .keyspace(space, fjall::KeyspaceCreateOptions::default)
-                .unwrap();
+            let (db, ks) = raw_keyspace(&path, space);
             let all: Vec<_> = ks.iter().map(|g| g.into_inner().unwrap()).collect();
             for (k, v) in all {
                 ks.insert(&k[8..], v).unwrap();
                 ks.remove(k).unwrap();
             }
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
         }
-        let meta = db
-            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
-            .unwrap();
-        meta.insert("format", "cairn-store 1").unwrap();
-        db.persist(fjall::PersistMode::SyncAll).unwrap();
+        raw_put(&path, "meta", b"format", b"cairn-store 1".to_vec());
     }
-    assert_eq!(raw_all(&path, "transactions")[0].0, b"t1".to_vec());
+    assert_eq!(raw_keys(&path, "transactions")[0], b"t1".to_vec());
     let mut s = fjall(&path);
     assert_eq!(
         pairs(&s.load(Space::Transactions, 0).unwrap()),
@@ -797,7 +783,8 @@ fn a_store_of_format_1_is_converted() {
     // Converted records are removed like any other.
     s.commit(&[Op::delete(Space::Transactions, "t1")]).unwrap();
     drop(s);
-    assert_eq!(raw_all(&path, "transactions").len(), 1);
-    assert_eq!(raw_all(&path, "transactions")[0].0[8..], *b"t2");
+    let keys = raw_keys(&path, "transactions");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0][8..], *b"t2");
     assert_eq!(raw_get(&path, "meta", b"format").unwrap(), b"cairn-store 2");
 }
