@@ -23,6 +23,26 @@ struct Op {
     line_start: bool,
 }
 
+impl Op {
+    /// The sort key: position, then end.
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        (u64::from(self.start) << 32) | u64::from(self.end)
+    }
+
+    /// `next`, just made and going right after this one, is an insertion
+    /// at the same place as this insertion, with its text right after
+    /// this one's: this op can take its text instead.
+    #[inline(always)]
+    fn absorbs(&self, next: &Op) -> bool {
+        next.start == next.end
+            && self.start == next.start
+            && self.end == next.end
+            && self.text.1 == next.text.0
+            && !next.line_start
+    }
+}
+
 /// Records edits on a parsed message and writes the edited copy.
 pub struct Editor<'m> {
     msg: &'m Message,
@@ -39,28 +59,42 @@ pub struct Editor<'m> {
 
 /// The texts the edits insert, one after the other: inline up to 512
 /// bytes, then (all of them) on the heap. The inline bytes are not
-/// zeroed first: only `inline[..len]` is ever read, and every byte of it
-/// was written by [`Texts::put`].
+/// zeroed first: only `inline[..len]` is ever read as bytes, and every
+/// byte of it was written by [`Texts::put`]. [`Editor::finish`] copies
+/// short texts `PIECE` bytes at a time, so the buffer has `PIECE` bytes
+/// of slack; what it copies past a text is overwritten or never handed
+/// out.
 struct Texts {
-    inline: [MaybeUninit<u8>; INLINE],
+    inline: [MaybeUninit<u8>; INLINE + PIECE],
     len: usize,
     heap: Option<Vec<u8>>,
 }
 
 const INLINE: usize = 512;
 
+/// Pieces up to this size are copied by [`Editor::finish`] as one
+/// fixed-size block (a few vector moves instead of a call to `memcpy`).
+const PIECE: usize = 64;
+
 impl Texts {
-    /// Append `p` to the text being built.
+    /// Append the parts to the texts (one text); the range they take.
     #[inline(always)]
-    fn put(&mut self, p: &[u8]) {
-        let at = self.len;
-        match (&self.heap, self.inline.get_mut(at..at + p.len())) {
-            (None, Some(dst)) => {
-                dst.write_copy_of_slice(p);
-                self.len = at + p.len();
+    fn put(&mut self, parts: &[&[u8]]) -> (u32, u32) {
+        let t0 = self.len;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if self.heap.is_none() && t0 + total <= INLINE {
+            let mut at = t0;
+            for p in parts {
+                self.inline[at..at + p.len()].write_copy_of_slice(p);
+                at += p.len();
             }
-            _ => self.put_heap(p),
+            self.len = at;
+        } else {
+            for p in parts {
+                self.put_heap(p);
+            }
         }
+        (t0 as u32, self.len as u32)
     }
 
     /// [`Texts::put`] past the inline buffer: move to the heap.
@@ -107,7 +141,7 @@ impl<'m> Editor<'m> {
             msg,
             ops: SmallVec::new(),
             texts: Texts {
-                inline: [const { MaybeUninit::uninit() }; INLINE],
+                inline: [const { MaybeUninit::uninit() }; INLINE + PIECE],
                 len: 0,
                 heap: None,
             },
@@ -124,35 +158,63 @@ impl<'m> Editor<'m> {
 
     #[inline(always)]
     fn splice_op(&mut self, start: usize, end: usize, parts: &[&[u8]], line_start: bool) {
-        let t0 = self.texts.len;
-        for p in parts {
-            self.texts.put(p);
-        }
+        let text = self.texts.put(parts);
         self.add_op(Op {
             start: start as u32,
             end: end as u32,
-            text: (t0 as u32, self.texts.len as u32),
+            text,
             line_start,
         });
     }
 
     /// Record an edit. Kept sorted by position; edits at the same place
     /// in the order made: the new one goes after every one not past it.
-    #[inline]
+    /// An insertion right after another one at the same place, whose
+    /// text follows the other's in the texts, extends that one's text
+    /// instead (one piece fewer to write; the same output, as both are
+    /// written or skipped together).
+    #[inline(always)]
     fn add_op(&mut self, op: Op) {
-        self.ops.push(op);
+        self.grown += (op.text.1 - op.text.0) as isize - (op.end - op.start) as isize;
+        match self.ops.last_mut() {
+            // In order (the usual case).
+            Some(last) if last.key() <= op.key() => {
+                if last.absorbs(&op) {
+                    last.text.1 = op.text.1;
+                    return;
+                }
+                self.simple &= last.end <= op.start && !op.line_start;
+                self.ops.push(op);
+            }
+            None => {
+                self.simple &= !op.line_start;
+                self.ops.push(op);
+            }
+            Some(_) => self.insert_op(op),
+        }
+    }
+
+    /// [`Editor::add_op`] for an edit before the last one.
+    #[inline(never)]
+    fn insert_op(&mut self, op: Op) {
         let ops = &mut self.ops[..];
-        let mut k = ops.len() - 1;
-        while k > 0 && (ops[k - 1].start, ops[k - 1].end) > (op.start, op.end) {
-            ops.swap(k - 1, k);
+        let mut k = ops.len();
+        while k > 0 && ops[k - 1].key() > op.key() {
             k -= 1;
+        }
+        let mut overlaps = op.end > ops[k].start;
+        if k > 0 {
+            let prev = &mut ops[k - 1];
+            if prev.absorbs(&op) {
+                prev.text.1 = op.text.1;
+                return;
+            }
+            overlaps |= prev.end > op.start;
         }
         // While no two edits overlap, one that overlaps none of its
         // neighbours overlaps none at all.
-        let overlaps = (k > 0 && ops[k - 1].end > op.start)
-            || ops.get(k + 1).is_some_and(|n| op.end > n.start);
         self.simple &= !overlaps && !op.line_start;
-        self.grown += (op.text.1 - op.text.0) as isize - (op.end - op.start) as isize;
+        self.ops.insert(k, op);
     }
 
     #[inline(always)]
@@ -440,9 +502,76 @@ impl<'m> Editor<'m> {
 
     /// Write the edited message into a new buffer (one allocation).
     pub fn finish(self) -> Bytes {
-        let mut out = Vec::with_capacity(self.len());
-        self.walk(|s| out.extend_from_slice(s));
+        let n = self.len();
+        let mut out = Vec::with_capacity(n);
+        if !(self.simple && self.body.is_none() && self.write_simple(&mut out, n)) {
+            out.clear();
+            self.walk(|s| out.extend_from_slice(s));
+        }
         Bytes::from(out)
+    }
+
+    /// [`Editor::finish`] while `simple` without a new body: the gaps
+    /// and texts in order, each written once, short ones as one block of
+    /// `PIECE` bytes into the free capacity (the next piece overwrites
+    /// what a block writes past its piece). False (and `out` untouched)
+    /// if a piece does not fit, which the `simple` sizes rule out.
+    #[inline]
+    fn write_simple(&self, out: &mut Vec<u8>, n: usize) -> bool {
+        let src = self.msg.as_bytes();
+        let texts = match &self.texts.heap {
+            None => &self.texts.inline[..],
+            Some(_) => return false,
+        };
+        let Some(dst) = out.spare_capacity_mut().get_mut(..n) else {
+            return false;
+        };
+        let mut at = 0;
+        let mut cursor = 0;
+        for op in &self.ops {
+            let (s, e) = (op.start as usize, op.end as usize);
+            let Some(gap) = src.get(cursor..s) else {
+                return false;
+            };
+            let l = gap.len();
+            match (dst.get_mut(at..at + PIECE), src.get(cursor..cursor + PIECE)) {
+                (Some(d), Some(g)) if l <= PIECE => {
+                    d.write_copy_of_slice(g);
+                }
+                _ => match dst.get_mut(at..at + l) {
+                    Some(d) => {
+                        d.write_copy_of_slice(gap);
+                    }
+                    None => return false,
+                },
+            }
+            at += l;
+            let (a, b) = (op.text.0 as usize, op.text.1 as usize);
+            let l = b - a;
+            match (dst.get_mut(at..at + PIECE), texts.get(a..a + PIECE)) {
+                (Some(d), Some(t)) if l <= PIECE => d.copy_from_slice(t),
+                _ => match (dst.get_mut(at..at + l), texts.get(a..b)) {
+                    (Some(d), Some(t)) => d.copy_from_slice(t),
+                    _ => return false,
+                },
+            }
+            at += l;
+            cursor = e;
+        }
+        match (dst.get_mut(at..), src.get(cursor..)) {
+            (Some(d), Some(tail)) if d.len() == tail.len() => {
+                d.write_copy_of_slice(tail);
+            }
+            _ => return false,
+        }
+        // SAFETY: `dst` is `out`'s free capacity from `out.len()` (0) to
+        // `n`, and every byte of it was written: the pieces were written
+        // one after the other from 0, and the last one ends at `n`
+        // (checked just above). A piece written as a `PIECE` block may
+        // have copied uninitialized text-buffer slack past its end, but
+        // that is below `n` only where a later piece then overwrote it.
+        unsafe { out.set_len(n) };
+        true
     }
 }
 
@@ -474,4 +603,276 @@ pub(crate) fn itoa_buf(mut n: u32) -> Digits {
         }
     }
     Digits { buf, start: i }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP pc33.atlanta.example.com:5060;branch=z9hG4bK776asdhds;rport\r\n\
+        Via: SIP/2.0/UDP 192.0.2.101:5060;branch=z9hG4bKnashds8\r\n\
+        Max-Forwards: 69\r\n\
+        Record-Route: <sip:edge.atlanta.example.com;lr>\r\n\
+        From: \"Alice\" <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+        To: \"Bob\" <sip:bob@biloxi.example.com>\r\n\
+        Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
+        CSeq: 314159 INVITE\r\n\
+        Contact: <sip:alice@pc33.atlanta.example.com:5060>\r\n\
+        Content-Type: application/sdp\r\n\
+        Content-Length: 18\r\n\
+        \r\n\
+        v=0\r\ns=-\r\nt=0 0\r\n\r\n";
+
+    fn parse(s: &str) -> Message {
+        Message::parse(Bytes::copy_from_slice(s.as_bytes())).expect("test message parses")
+    }
+
+    /// An edit as made, for the model below.
+    struct Edit {
+        start: usize,
+        end: usize,
+        text: Vec<u8>,
+        line_start: bool,
+    }
+
+    /// What the edits must give, worked out the plain way: sorted by
+    /// position (stable), overlapping ones after the first dropped, a
+    /// CRLF before a line start unless the output ends with LF.
+    fn model(src: &[u8], edits: &[Edit]) -> Vec<u8> {
+        let mut order: Vec<&Edit> = edits.iter().collect();
+        order.sort_by_key(|e| (e.start, e.end));
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        for e in order {
+            if e.start < cursor {
+                continue;
+            }
+            out.extend_from_slice(&src[cursor..e.start]);
+            if e.line_start && out.last() != Some(&b'\n') {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(&e.text);
+            cursor = e.end;
+        }
+        out.extend_from_slice(&src[cursor..]);
+        out
+    }
+
+    /// Make the edits on an editor and check `finish` (and `len`, and
+    /// `write_into`) against the model. Whether `finish` took the
+    /// `simple` path.
+    fn check(m: &Message, edits: &[Edit]) -> bool {
+        let mut e = Editor::new(m);
+        for x in edits {
+            e.splice_op(x.start, x.end, &[&x.text], x.line_start);
+        }
+        let want = model(m.as_bytes(), edits);
+        let n = e.len();
+        let mut into = bytes::BytesMut::new();
+        e.write_into(&mut into);
+        let simple = e.simple && e.texts.heap.is_none();
+        let out = e.finish();
+        assert_eq!(out.len(), n, "len() is exact");
+        assert_eq!(&out[..], &want[..], "{:?}", String::from_utf8_lossy(&out));
+        assert_eq!(&into[..], &want[..]);
+        simple
+    }
+
+    fn text(len: usize, seed: usize) -> Vec<u8> {
+        (0..len).map(|i| b'a' + ((i + seed) % 26) as u8).collect()
+    }
+
+    #[test]
+    fn pieces_of_every_short_length() {
+        let m = parse(MSG);
+        let n = m.as_bytes().len();
+        for len in 0..=2 * PIECE + 1 {
+            for at in [
+                0,
+                1,
+                n / 2,
+                n - PIECE - 1,
+                n - PIECE,
+                n - len.min(n),
+                n - 1,
+                n,
+            ] {
+                // A text of `len` bytes at `at`.
+                let one = [Edit {
+                    start: at,
+                    end: at,
+                    text: text(len, at),
+                    line_start: false,
+                }];
+                assert!(check(&m, &one));
+                // A gap of `len` bytes between two texts (and one after).
+                if at + len <= n {
+                    let edits = [
+                        Edit {
+                            start: at,
+                            end: at,
+                            text: text(3, 1),
+                            line_start: false,
+                        },
+                        Edit {
+                            start: at + len,
+                            end: at + len,
+                            text: text(len, 2),
+                            line_start: false,
+                        },
+                    ];
+                    assert!(check(&m, &edits));
+                    // The same as replacements of one byte each.
+                    if at + len < n && len > 0 {
+                        let edits = [
+                            Edit {
+                                start: at,
+                                end: at + 1,
+                                text: text(len, 3),
+                                line_start: false,
+                            },
+                            Edit {
+                                start: at + len,
+                                end: at + len + 1,
+                                text: text(1, 4),
+                                line_start: false,
+                            },
+                        ];
+                        assert!(check(&m, &edits));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn insertions_at_one_place_merge() {
+        let m = parse(MSG);
+        let mut e = Editor::new(&m);
+        e.set_via_received(Some(b"198.51.100.7"), Some(40000));
+        // `;rport` ends the top Via: `=40000` and `;received=` go to the
+        // same place, one after the other, and make one op.
+        assert_eq!(e.ops.len(), 1);
+        e.push_via(b"SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK.1");
+        e.decrement_max_forwards();
+        e.push_record_route(b"<sip:10.0.0.1;lr>");
+        assert_eq!(e.ops.len(), 4);
+        let n = e.len();
+        let out = e.finish();
+        assert_eq!(out.len(), n);
+        let f = Message::parse(out).unwrap();
+        let second = f.vias().nth(1).unwrap();
+        assert_eq!(second.rport(), Some(Some(40000)));
+        assert_eq!(second.received(), Some(&b"198.51.100.7"[..]));
+        let want = b"branch=z9hG4bK776asdhds;rport=40000;received=198.51.100.7\r\nVia: ";
+        assert!(f.as_bytes().windows(want.len()).any(|w| w == want));
+
+        // Not merged: text not right after the other's, another place, a
+        // replacement, a line start.
+        let at = 100;
+        let edits = [
+            Edit {
+                start: at,
+                end: at,
+                text: b"1".to_vec(),
+                line_start: false,
+            },
+            Edit {
+                start: at + 1,
+                end: at + 1,
+                text: b"2".to_vec(),
+                line_start: false,
+            },
+            Edit {
+                start: at,
+                end: at,
+                text: b"3".to_vec(),
+                line_start: false,
+            },
+            Edit {
+                start: at,
+                end: at,
+                text: b"4".to_vec(),
+                line_start: false,
+            },
+            Edit {
+                start: at,
+                end: at + 2,
+                text: b"5".to_vec(),
+                line_start: false,
+            },
+            Edit {
+                start: at + 2,
+                end: at + 2,
+                text: b"6".to_vec(),
+                line_start: true,
+            },
+            Edit {
+                start: at + 2,
+                end: at + 2,
+                text: b"7".to_vec(),
+                line_start: false,
+            },
+        ];
+        let mut e = Editor::new(&m);
+        for x in &edits {
+            e.splice_op(x.start, x.end, &[&x.text], x.line_start);
+        }
+        // 3 does not follow 1 in the texts (2 came between), 4 follows
+        // 3; 6 starts a line, 7 does not.
+        let texts: Vec<_> = e.ops.iter().map(|o| e.texts.get(o.text).to_vec()).collect();
+        assert_eq!(texts, [&b"1"[..], b"34", b"5", b"2", b"67"]);
+        assert!(!e.simple);
+        check(&m, &edits);
+    }
+
+    /// Random edits (some overlapping, some line starts, sometimes more
+    /// text than fits inline) against the model.
+    #[test]
+    fn random_edits_match_the_model() {
+        let m = parse(MSG);
+        let n = m.as_bytes().len();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |k: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % k as u64) as usize
+        };
+        let mut simple = 0;
+        let rounds = 20_000;
+        for round in 0..rounds {
+            let count = 1 + next(14);
+            let mut edits = Vec::new();
+            for _ in 0..count {
+                let start = next(n + 1);
+                let end = match next(4) {
+                    0 => (start + next(40)).min(n),
+                    _ => start,
+                };
+                let len = match next(50) {
+                    0 => 300 + next(300),
+                    _ => next(80),
+                };
+                let line_start = round % 7 == 0 && next(5) == 0;
+                // Sometimes the next edit at the same place.
+                let start = if next(3) == 0 {
+                    edits.last().map_or(start, |e: &Edit| e.end)
+                } else {
+                    start
+                };
+                let end = end.max(start);
+                edits.push(Edit {
+                    start,
+                    end,
+                    text: text(len, round),
+                    line_start,
+                });
+            }
+            simple += usize::from(check(&m, &edits));
+        }
+        // Both ways of writing were taken, often.
+        assert!(simple > rounds / 4 && simple < rounds * 3 / 4, "{simple}");
+    }
 }
