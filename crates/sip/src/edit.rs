@@ -97,6 +97,24 @@ impl Texts {
         (t0 as u32, self.len as u32)
     }
 
+    /// Append `prefix` and the decimal digits of `n` (one text); the
+    /// range they take. Up to eight digits are written as one 8-byte
+    /// word into the inline buffer (its slack takes the bytes past them).
+    #[inline(always)]
+    fn put_number(&mut self, prefix: &[u8], n: u32) -> (u32, u32) {
+        let t0 = self.len;
+        let end = t0 + prefix.len();
+        match (ascii_digits(n), &self.heap) {
+            (Some((word, digits)), None) if end + 8 <= INLINE => {
+                self.inline[t0..end].write_copy_of_slice(prefix);
+                self.inline[end..end + 8].write_copy_of_slice(&word.to_le_bytes());
+                self.len = end + digits;
+                (t0 as u32, self.len as u32)
+            }
+            _ => self.put(&[prefix, &itoa_buf(n)]),
+        }
+    }
+
     /// [`Texts::put`] past the inline buffer: move to the heap.
     #[cold]
     #[inline(never)]
@@ -251,8 +269,13 @@ impl<'m> Editor<'m> {
     pub fn set_via_received(&mut self, received: Option<&[u8]>, rport: Option<u16>) -> &mut Self {
         if let (Some(port), Some(at)) = (rport, self.msg.top_via_rport_ask()) {
             // `;rport` without a value: fill it in.
-            let num = itoa_buf(u32::from(port));
-            self.splice(at, at, &[b"=", &num]);
+            let text = self.texts.put_number(b"=", u32::from(port));
+            self.add_op(Op {
+                start: at as u32,
+                end: at as u32,
+                text,
+                line_start: false,
+            });
         }
         if let Some(r) = received {
             let end = self.msg.top_via_span().end as usize;
@@ -293,10 +316,17 @@ impl<'m> Editor<'m> {
 
     /// Set Max-Forwards (replacing the value, or adding the header).
     pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
-        let num = itoa_buf(n);
         match self.msg.first_header(HeaderName::MaxForwards).copied() {
-            Some(h) => self.splice(h.value.start as usize, h.value.end as usize, &[&num]),
-            None => self.append_header(b"Max-Forwards", &num),
+            Some(h) => {
+                let text = self.texts.put_number(b"", n);
+                self.add_op(Op {
+                    start: h.value.start,
+                    end: h.value.end,
+                    text,
+                    line_start: false,
+                });
+            }
+            None => self.append_header(b"Max-Forwards", &itoa_buf(n)),
         }
         self
     }
@@ -427,6 +457,7 @@ impl<'m> Editor<'m> {
     }
 
     /// The size of the edited message.
+    #[inline]
     pub fn len(&self) -> usize {
         if self.simple && self.body.is_none() {
             return (self.msg.as_bytes().len() as isize + self.grown) as usize;
@@ -505,16 +536,15 @@ impl<'m> Editor<'m> {
         let n = self.len();
         let mut out = Vec::with_capacity(n);
         if !(self.simple && self.body.is_none() && self.write_simple(&mut out, n)) {
-            out.clear();
             self.walk(|s| out.extend_from_slice(s));
         }
         Bytes::from(out)
     }
 
     /// [`Editor::finish`] while `simple` without a new body: the gaps
-    /// and texts in order, each written once, short ones as one block of
-    /// `PIECE` bytes into the free capacity (the next piece overwrites
-    /// what a block writes past its piece). False (and `out` untouched)
+    /// and texts in order, each written once into the free capacity,
+    /// short ones as blocks of [`PIECE`] bytes (the next piece overwrites
+    /// what a block writes past its piece). False, with nothing written,
     /// if a piece does not fit, which the `simple` sizes rule out.
     #[inline]
     fn write_simple(&self, out: &mut Vec<u8>, n: usize) -> bool {
@@ -529,34 +559,14 @@ impl<'m> Editor<'m> {
         let mut at = 0;
         let mut cursor = 0;
         for op in &self.ops {
-            let (s, e) = (op.start as usize, op.end as usize);
-            let Some(gap) = src.get(cursor..s) else {
+            let Some(a) = put_piece(dst, at, src, cursor, op.start as usize) else {
                 return false;
             };
-            let l = gap.len();
-            match (dst.get_mut(at..at + PIECE), src.get(cursor..cursor + PIECE)) {
-                (Some(d), Some(g)) if l <= PIECE => {
-                    d.write_copy_of_slice(g);
-                }
-                _ => match dst.get_mut(at..at + l) {
-                    Some(d) => {
-                        d.write_copy_of_slice(gap);
-                    }
-                    None => return false,
-                },
-            }
-            at += l;
-            let (a, b) = (op.text.0 as usize, op.text.1 as usize);
-            let l = b - a;
-            match (dst.get_mut(at..at + PIECE), texts.get(a..a + PIECE)) {
-                (Some(d), Some(t)) if l <= PIECE => d.copy_from_slice(t),
-                _ => match (dst.get_mut(at..at + l), texts.get(a..b)) {
-                    (Some(d), Some(t)) => d.copy_from_slice(t),
-                    _ => return false,
-                },
-            }
-            at += l;
-            cursor = e;
+            let Some(b) = put_piece(dst, a, texts, op.text.0 as usize, op.text.1 as usize) else {
+                return false;
+            };
+            at = b;
+            cursor = op.end as usize;
         }
         match (dst.get_mut(at..), src.get(cursor..)) {
             (Some(d), Some(tail)) if d.len() == tail.len() => {
@@ -567,12 +577,63 @@ impl<'m> Editor<'m> {
         // SAFETY: `dst` is `out`'s free capacity from `out.len()` (0) to
         // `n`, and every byte of it was written: the pieces were written
         // one after the other from 0, and the last one ends at `n`
-        // (checked just above). A piece written as a `PIECE` block may
-        // have copied uninitialized text-buffer slack past its end, but
-        // that is below `n` only where a later piece then overwrote it.
+        // (checked just above). A piece written as blocks may have
+        // copied uninitialized text-buffer slack past its end, but that
+        // is below `n` only where a later piece then overwrote it.
         unsafe { out.set_len(n) };
         true
     }
+}
+
+/// Bytes that [`put_piece`] copies into the output: the message's, and
+/// the texts' (of which only the written ones are handed out).
+trait Byte: Copy {
+    fn copy(dst: &mut [MaybeUninit<u8>], src: &[Self]);
+}
+
+impl Byte for u8 {
+    #[inline(always)]
+    fn copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+        dst.write_copy_of_slice(src);
+    }
+}
+
+impl Byte for MaybeUninit<u8> {
+    #[inline(always)]
+    fn copy(dst: &mut [MaybeUninit<u8>], src: &[MaybeUninit<u8>]) {
+        dst.copy_from_slice(src);
+    }
+}
+
+/// Copy `src[from..to]` to `dst[at..]`; where it ends in `dst`. Up to
+/// two [`PIECE`]-byte blocks when both sides have room for them (the
+/// bytes past `to` go past the piece in `dst`), else as it is. `None` if
+/// it does not fit.
+#[inline(always)]
+fn put_piece<T: Byte>(
+    dst: &mut [MaybeUninit<u8>],
+    at: usize,
+    src: &[T],
+    from: usize,
+    to: usize,
+) -> Option<usize> {
+    let l = to.checked_sub(from)?;
+    if l <= PIECE {
+        if let (Some(d), Some(s)) = (dst.get_mut(at..at + PIECE), src.get(from..from + PIECE)) {
+            T::copy(d, s);
+            return Some(at + l);
+        }
+    } else if l <= 2 * PIECE {
+        if let (Some(d), Some(s)) = (
+            dst.get_mut(at..at + 2 * PIECE),
+            src.get(from..from + 2 * PIECE),
+        ) {
+            T::copy(d, s);
+            return Some(at + l);
+        }
+    }
+    T::copy(dst.get_mut(at..at + l)?, src.get(from..to)?);
+    Some(at + l)
 }
 
 /// A number formatted without allocating (derefs to its digits).
@@ -586,6 +647,26 @@ impl std::ops::Deref for Digits {
     #[inline]
     fn deref(&self) -> &[u8] {
         &self.buf[self.start..]
+    }
+}
+
+/// The decimal digits of `n` as the bytes of a little-endian word (the
+/// first digit in the low byte), and how many there are; `None` past
+/// eight digits.
+#[inline(always)]
+fn ascii_digits(mut n: u32) -> Option<(u64, usize)> {
+    if n >= 100_000_000 {
+        return None;
+    }
+    let mut word = 0u64;
+    let mut digits = 0;
+    loop {
+        word = (word << 8) | u64::from(b'0' + (n % 10) as u8);
+        digits += 1;
+        n /= 10;
+        if n == 0 {
+            return Some((word, digits));
+        }
     }
 }
 
