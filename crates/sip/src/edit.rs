@@ -49,12 +49,15 @@ pub struct Editor<'m> {
     ops: SmallVec<[Op; 12]>,
     texts: Texts,
     body: Option<&'m [u8]>,
-    /// What the edits add to the size (less what they remove), while
-    /// `simple`.
+    /// What the edits add to the size, less what they remove: while no
+    /// edit overlaps another and none starts a line, the edited message
+    /// is `grown` bytes larger than the original.
     grown: isize,
-    /// No edit overlaps another and none starts a line: then the edited
-    /// message is `grown` bytes larger than the original.
-    simple: bool,
+    /// The edits are in order of position (each one made at or after
+    /// the one before).
+    sorted: bool,
+    /// An edit starts a line.
+    line_starts: bool,
 }
 
 /// The texts the edits insert, one after the other: inline up to 512
@@ -165,7 +168,8 @@ impl<'m> Editor<'m> {
             },
             body: None,
             grown: 0,
-            simple: true,
+            sorted: true,
+            line_starts: false,
         }
     }
 
@@ -185,54 +189,25 @@ impl<'m> Editor<'m> {
         });
     }
 
-    /// Record an edit. Kept sorted by position; edits at the same place
-    /// in the order made: the new one goes after every one not past it.
-    /// An insertion right after another one at the same place, whose
-    /// text follows the other's in the texts, extends that one's text
-    /// instead (one piece fewer to write; the same output, as both are
-    /// written or skipped together).
+    /// Record an edit. Edits are kept in the order made, and put in
+    /// order of position (stable: edits at the same place stay in the
+    /// order made) when written. An insertion at the same place as the
+    /// edit made just before, an insertion too, whose text follows that
+    /// one's in the texts, extends that one's text instead (one piece
+    /// fewer to write; the same output, as both sort to the same place,
+    /// one after the other).
     #[inline(always)]
     fn add_op(&mut self, op: Op) {
         self.grown += (op.text.1 - op.text.0) as isize - (op.end - op.start) as isize;
-        match self.ops.last_mut() {
-            // In order (the usual case).
-            Some(last) if last.key() <= op.key() => {
-                if last.absorbs(&op) {
-                    last.text.1 = op.text.1;
-                    return;
-                }
-                self.simple &= last.end <= op.start && !op.line_start;
-                self.ops.push(op);
-            }
-            None => {
-                self.simple &= !op.line_start;
-                self.ops.push(op);
-            }
-            Some(_) => self.insert_op(op),
-        }
-    }
-
-    /// [`Editor::add_op`] for an edit before the last one.
-    #[inline(never)]
-    fn insert_op(&mut self, op: Op) {
-        let ops = &mut self.ops[..];
-        let mut k = ops.len();
-        while k > 0 && ops[k - 1].key() > op.key() {
-            k -= 1;
-        }
-        let mut overlaps = op.end > ops[k].start;
-        if k > 0 {
-            let prev = &mut ops[k - 1];
-            if prev.absorbs(&op) {
-                prev.text.1 = op.text.1;
+        self.line_starts |= op.line_start;
+        if let Some(last) = self.ops.last_mut() {
+            if last.absorbs(&op) {
+                last.text.1 = op.text.1;
                 return;
             }
-            overlaps |= prev.end > op.start;
+            self.sorted &= last.key() <= op.key();
         }
-        // While no two edits overlap, one that overlaps none of its
-        // neighbours overlaps none at all.
-        self.simple &= !overlaps && !op.line_start;
-        self.ops.insert(k, op);
+        self.ops.push(op);
     }
 
     #[inline(always)]
@@ -459,12 +434,31 @@ impl<'m> Editor<'m> {
     /// The size of the edited message.
     #[inline]
     pub fn len(&self) -> usize {
-        if self.simple && self.body.is_none() {
+        if self.sorted {
+            self.len_of(&self.ops)
+        } else {
+            let mut ops = self.ops.clone();
+            sort_ops(&mut ops);
+            self.len_of(&ops)
+        }
+    }
+
+    /// No edit overlaps another (`ops` sorted), none starts a line and
+    /// the body stays: the edited message is `grown` bytes larger.
+    #[inline]
+    fn simple(&self, ops: &[Op]) -> bool {
+        !self.line_starts && self.body.is_none() && ops.windows(2).all(|w| w[0].end <= w[1].start)
+    }
+
+    /// [`Editor::len`] with the edits in order.
+    #[inline]
+    fn len_of(&self, ops: &[Op]) -> usize {
+        if self.simple(ops) {
             return (self.msg.as_bytes().len() as isize + self.grown) as usize;
         }
-        if self.ops.iter().any(|o| o.line_start) {
+        if self.line_starts {
             let mut n = 0;
-            self.walk(|s| n += s.len());
+            self.walk(ops, |s| n += s.len());
             return n;
         }
         // Without line starts, the walk's pieces add up to this.
@@ -475,7 +469,7 @@ impl<'m> Editor<'m> {
         };
         let mut n = end_of_headers + self.body.map_or(0, |b| b.len());
         let mut cursor = 0;
-        for op in &self.ops {
+        for op in ops {
             let (s, e) = (op.start as usize, op.end as usize);
             if s < cursor || e > end_of_headers {
                 continue;
@@ -486,18 +480,29 @@ impl<'m> Editor<'m> {
         n
     }
 
+    /// Put the edits in order of position.
+    #[inline]
+    fn sort(&mut self) {
+        if !self.sorted {
+            sort_ops(&mut self.ops);
+            self.sorted = true;
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Write the edited message.
     pub fn write_into<B: BufMut>(&mut self, out: &mut B) {
-        self.walk(|s| out.put_slice(s));
+        self.sort();
+        self.walk(&self.ops, |s| out.put_slice(s));
     }
 
-    /// Hand the pieces of the edited message to `put`, in order.
+    /// Hand the pieces of the edited message to `put`, in order (`ops`
+    /// sorted).
     #[inline]
-    fn walk(&self, mut put: impl FnMut(&[u8])) {
+    fn walk(&self, ops: &[Op], mut put: impl FnMut(&[u8])) {
         let src = self.msg.as_bytes();
         let end_of_headers = match self.body {
             Some(_) => self.msg.body_start(),
@@ -512,7 +517,7 @@ impl<'m> Editor<'m> {
             }
         };
         let mut cursor = 0usize;
-        for op in &self.ops {
+        for op in ops {
             let (s, e) = (op.start as usize, op.end as usize);
             if s < cursor || e > end_of_headers {
                 // Overlapping edits: the first one wins.
@@ -532,16 +537,21 @@ impl<'m> Editor<'m> {
     }
 
     /// Write the edited message into a new buffer (one allocation).
-    pub fn finish(self) -> Bytes {
-        let n = self.len();
+    pub fn finish(mut self) -> Bytes {
+        self.sort();
+        let simple = self.simple(&self.ops);
+        let n = match simple {
+            true => (self.msg.as_bytes().len() as isize + self.grown) as usize,
+            false => self.len_of(&self.ops),
+        };
         let mut out = Vec::with_capacity(n);
-        if !(self.simple && self.body.is_none() && self.write_simple(&mut out, n)) {
-            self.walk(|s| out.extend_from_slice(s));
+        if !(simple && self.write_simple(&mut out, n)) {
+            self.walk(&self.ops, |s| out.extend_from_slice(s));
         }
         Bytes::from(out)
     }
 
-    /// [`Editor::finish`] while `simple` without a new body: the gaps
+    /// [`Editor::finish`] when `simple` (edits sorted): the gaps
     /// and texts in order, each written once into the free capacity,
     /// short ones as blocks of [`PIECE`] bytes (the next piece overwrites
     /// what a block writes past its piece). False, with nothing written,
@@ -582,6 +592,24 @@ impl<'m> Editor<'m> {
         // is below `n` only where a later piece then overwrote it.
         unsafe { out.set_len(n) };
         true
+    }
+}
+
+/// Sort edits by position, then end; stable (edits at the same place
+/// stay in the order made). Usually they are in order already, or one
+/// or two are not.
+fn sort_ops(ops: &mut [Op]) {
+    for i in 1..ops.len() {
+        if ops[i - 1].key() <= ops[i].key() {
+            continue;
+        }
+        let op = ops[i];
+        let mut j = i;
+        while j > 0 && ops[j - 1].key() > op.key() {
+            ops[j] = ops[j - 1];
+            j -= 1;
+        }
+        ops[j] = op;
     }
 }
 
@@ -752,7 +780,11 @@ mod tests {
         let n = e.len();
         let mut into = bytes::BytesMut::new();
         e.write_into(&mut into);
-        let simple = e.simple && e.texts.heap.is_none();
+        let simple = {
+            let mut ops = e.ops.clone();
+            sort_ops(&mut ops);
+            e.simple(&ops) && e.texts.heap.is_none()
+        };
         let out = e.finish();
         assert_eq!(out.len(), n, "len() is exact");
         assert_eq!(&out[..], &want[..], "{:?}", String::from_utf8_lossy(&out));
@@ -900,11 +932,16 @@ mod tests {
         for x in &edits {
             e.splice_op(x.start, x.end, &[&x.text], x.line_start);
         }
-        // 3 does not follow 1 in the texts (2 came between), 4 follows
-        // 3; 6 starts a line, 7 does not.
-        let texts: Vec<_> = e.ops.iter().map(|o| e.texts.get(o.text).to_vec()).collect();
-        assert_eq!(texts, [&b"1"[..], b"34", b"5", b"2", b"67"]);
-        assert!(!e.simple);
+        // 3 is not made right after 1; 4 is, after 3; 6 starts a line,
+        // 7 does not.
+        let texts = |e: &Editor| -> Vec<Vec<u8>> {
+            e.ops.iter().map(|o| e.texts.get(o.text).to_vec()).collect()
+        };
+        assert_eq!(texts(&e), [&b"1"[..], b"2", b"34", b"5", b"67"]);
+        assert!(!e.sorted);
+        e.sort();
+        assert_eq!(texts(&e), [&b"1"[..], b"34", b"5", b"2", b"67"]);
+        assert!(!e.simple(&e.ops));
         check(&m, &edits);
     }
 
