@@ -64,9 +64,10 @@ pub struct Editor<'m> {
 /// bytes, then (all of them) on the heap. The inline bytes are not
 /// zeroed first: only `inline[..len]` is ever read as bytes, and every
 /// byte of it was written by [`Texts::put`]. [`Editor::finish`] copies
-/// short texts `PIECE` bytes at a time, so the buffer has `PIECE` bytes
-/// of slack; what it copies past a text is overwritten or never handed
-/// out.
+/// short texts as blocks of `PIECE` or `2 * PIECE` bytes, so the buffer
+/// has `PIECE` bytes of slack (a text of more than `PIECE` bytes ends at
+/// least `PIECE` bytes before it); what a block copies past its text is
+/// overwritten or never handed out.
 struct Texts {
     inline: [MaybeUninit<u8>; INLINE + PIECE],
     len: usize,
@@ -75,8 +76,9 @@ struct Texts {
 
 const INLINE: usize = 512;
 
-/// Pieces up to this size are copied by [`Editor::finish`] as one
-/// fixed-size block (a few vector moves instead of a call to `memcpy`).
+/// Pieces up to this size (or twice it) are copied by [`Editor::finish`]
+/// as one fixed-size block: a few vector moves instead of a call to
+/// `memcpy`.
 const PIECE: usize = 64;
 
 impl Texts {
@@ -432,7 +434,6 @@ impl<'m> Editor<'m> {
     }
 
     /// The size of the edited message.
-    #[inline]
     pub fn len(&self) -> usize {
         if self.sorted {
             self.len_of(&self.ops)
@@ -563,6 +564,7 @@ impl<'m> Editor<'m> {
             None => &self.texts.inline[..],
             Some(_) => return false,
         };
+        let len = out.len();
         let Some(dst) = out.spare_capacity_mut().get_mut(..n) else {
             return false;
         };
@@ -584,13 +586,13 @@ impl<'m> Editor<'m> {
             }
             _ => return false,
         }
-        // SAFETY: `dst` is `out`'s free capacity from `out.len()` (0) to
-        // `n`, and every byte of it was written: the pieces were written
-        // one after the other from 0, and the last one ends at `n`
-        // (checked just above). A piece written as blocks may have
-        // copied uninitialized text-buffer slack past its end, but that
-        // is below `n` only where a later piece then overwrote it.
-        unsafe { out.set_len(n) };
+        // SAFETY: `dst` is the `n` bytes of `out`'s free capacity after
+        // its `len` bytes, and every one of them was written: the pieces
+        // were written one after the other from `dst[0]`, and the last one
+        // ends at `dst[n]` (checked just above). A piece written as blocks
+        // may have copied uninitialized text-buffer slack past its end,
+        // but that is below `n` only where a later piece then overwrote it.
+        unsafe { out.set_len(len + n) };
         true
     }
 }
@@ -943,6 +945,45 @@ mod tests {
         assert_eq!(texts(&e), [&b"1"[..], b"34", b"5", b"2", b"67"]);
         assert!(!e.simple(&e.ops));
         check(&m, &edits);
+    }
+
+    #[test]
+    fn numbers_written_as_one_word() {
+        let m = parse(MSG);
+        let values = [
+            0, 1, 9, 10, 68, 99, 100, 255, 40000, 65535, 9_999_999, 99_999_999,
+        ];
+        for n in values
+            .into_iter()
+            .chain([100_000_000, 1_234_567_890, u32::MAX])
+        {
+            // Inline, and with the inline texts (nearly) full: on the heap.
+            for fill in [0, INLINE - 20, INLINE - 9, INLINE - 8, INLINE - 7, INLINE] {
+                let mut e = Editor::new(&m);
+                let pad = text(fill, 0);
+                e.splice(0, 0, &[&pad]);
+                e.set_max_forwards(n);
+                if let Ok(port) = u16::try_from(n) {
+                    e.set_via_received(None, Some(port));
+                }
+                let len = e.len();
+                let out = e.finish();
+                assert_eq!(out.len(), len);
+                let out = &out[fill..];
+                let want = format!("\r\nMax-Forwards: {n}\r\n");
+                assert!(
+                    out.windows(want.len()).any(|w| w == want.as_bytes()),
+                    "{n} {fill}"
+                );
+                if n <= 65535 {
+                    let want = format!(";rport={n}\r\n");
+                    assert!(
+                        out.windows(want.len()).any(|w| w == want.as_bytes()),
+                        "{n} {fill}"
+                    );
+                }
+            }
+        }
     }
 
     /// Random edits (some overlapping, some line starts, sometimes more
