@@ -682,22 +682,25 @@ impl std::ops::Deref for Digits {
 
 /// The decimal digits of `n` as the bytes of a little-endian word (the
 /// first digit in the low byte), and how many there are; `None` past
-/// eight digits.
+/// eight digits. All eight digits at once, in the lanes of one word:
+/// `n / 10^4` and `n % 10^4` in two 32-bit lanes, each split by 100
+/// into two 16-bit lanes, each split by 10 into two bytes (the divisions
+/// by multiplying: `x * 10486 >> 20 == x / 100` for `x < 10^4`, `x * 103
+/// >> 10 == x / 10` for `x < 100`), then the leading zeros shifted out.
 #[inline(always)]
-fn ascii_digits(mut n: u32) -> Option<(u64, usize)> {
+fn ascii_digits(n: u32) -> Option<(u64, usize)> {
     if n >= 100_000_000 {
         return None;
     }
-    let mut word = 0u64;
-    let mut digits = 0;
-    loop {
-        word = (word << 8) | u64::from(b'0' + (n % 10) as u8);
-        digits += 1;
-        n /= 10;
-        if n == 0 {
-            return Some((word, digits));
-        }
-    }
+    let merged = u64::from(n / 10_000) | (u64::from(n % 10_000) << 32);
+    let hundreds_hi = ((merged * 10486) >> 20) & 0x0000_007F_0000_007F;
+    let hundreds = ((merged - 100 * hundreds_hi) << 16) + hundreds_hi;
+    let tens = ((hundreds * 103) >> 10) & 0x000F_000F_000F_000F;
+    let digits = ((hundreds - 10 * tens) << 8) + tens;
+    // Leading zero digits are the low zero bytes.
+    let count = 8 - (digits.trailing_zeros() / 8).min(7) as usize;
+    let word = (digits + 0x3030_3030_3030_3030) >> (8 * (8 - count));
+    Some((word, count))
 }
 
 /// Format a number without allocating.
@@ -945,6 +948,27 @@ mod tests {
         assert_eq!(texts(&e), [&b"1"[..], b"34", b"5", b"2", b"67"]);
         assert!(!e.simple(&e.ops));
         check(&m, &edits);
+    }
+
+    #[test]
+    fn digits_of_every_number_up_to_eight_digits() {
+        let check = |n: u32| {
+            let (word, count) = ascii_digits(n).expect("up to eight digits");
+            let want = n.to_string();
+            assert_eq!(&word.to_le_bytes()[..count], want.as_bytes(), "{n}");
+            assert!(word.to_le_bytes()[count..].iter().all(|&b| b == 0), "{n}");
+        };
+        (0..2_000_000).for_each(check);
+        (0..=99_999_999).step_by(7_919).for_each(check);
+        for k in 1..8 {
+            let p = 10u32.pow(k);
+            [p - 1, p, p + 1, 2 * p - 1, 9 * p]
+                .into_iter()
+                .for_each(check);
+        }
+        check(99_999_999);
+        assert!(ascii_digits(100_000_000).is_none());
+        assert!(ascii_digits(u32::MAX).is_none());
     }
 
     #[test]
