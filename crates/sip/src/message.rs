@@ -6,7 +6,6 @@
 //! Everything else is parsed when asked for, from the kept bytes.
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 
 use crate::addr::NameAddr;
 use crate::error::ParseError;
@@ -69,6 +68,127 @@ impl Header {
     }
 }
 
+impl Header {
+    const EMPTY: Header = Header {
+        name: HeaderName::Other,
+        name_span: Span { start: 0, end: 0 },
+        value: Span { start: 0, end: 0 },
+        line_end: 0,
+    };
+}
+
+/// How many header lines a message holds without a heap allocation.
+const INLINE_HEADERS: usize = 24;
+
+/// The header lines of a message: in place up to [`INLINE_HEADERS`], all
+/// of them on the heap past that.
+#[derive(Clone)]
+struct HeaderIndex {
+    inline: [Header; INLINE_HEADERS],
+    /// Every header once there are more than [`INLINE_HEADERS`].
+    spill: Vec<Header>,
+    len: usize,
+}
+
+impl HeaderIndex {
+    #[inline(always)]
+    fn new() -> Self {
+        HeaderIndex {
+            inline: [Header::EMPTY; INLINE_HEADERS],
+            spill: Vec::new(),
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[Header] {
+        match self.inline.get(..self.len) {
+            Some(s) => s,
+            None => &self.spill,
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn last_mut(&mut self) -> Option<&mut Header> {
+        match self.inline.get_mut(..self.len) {
+            Some(s) => s.last_mut(),
+            None => self.spill.last_mut(),
+        }
+    }
+
+    /// Put `h` at index `n`, the current length (the header loop keeps
+    /// the length itself and stores it back with [`HeaderIndex::set_len`]).
+    #[inline(always)]
+    fn put(&mut self, n: usize, h: Header) {
+        match self.inline.get_mut(n) {
+            Some(slot) => *slot = h,
+            None => self.put_spilled(n, h),
+        }
+    }
+
+    /// [`HeaderIndex::put`] of the header with this name and offsets
+    /// (name start and end, value start and end, line end), written field
+    /// by field: a whole `Header` built first and copied would be read
+    /// back wider than it was written, which the store-to-load forwarding
+    /// of the CPU does not serve.
+    #[inline(always)]
+    fn put_parts(&mut self, n: usize, name: HeaderName, at: [usize; 5]) {
+        match self.inline.get_mut(n) {
+            Some(slot) => {
+                slot.name = name;
+                slot.name_span = Span::new(at[0], at[1]);
+                slot.value = Span::new(at[2], at[3]);
+                slot.line_end = at[4] as u32;
+            }
+            None => self.put_spilled(
+                n,
+                Header {
+                    name,
+                    name_span: Span::new(at[0], at[1]),
+                    value: Span::new(at[2], at[3]),
+                    line_end: at[4] as u32,
+                },
+            ),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn put_spilled(&mut self, n: usize, h: Header) {
+        if self.spill.is_empty() {
+            self.spill.reserve(2 * INLINE_HEADERS);
+            self.spill.extend_from_slice(&self.inline);
+        }
+        self.spill.truncate(n);
+        self.spill.push(h);
+    }
+
+    #[inline(always)]
+    fn set_len(&mut self, n: usize) {
+        self.len = n;
+    }
+
+    #[inline(always)]
+    fn push(&mut self, h: Header) {
+        let n = self.len;
+        self.put(n, h);
+        self.len = n + 1;
+    }
+}
+
+impl std::ops::Deref for HeaderIndex {
+    type Target = [Header];
+    #[inline(always)]
+    fn deref(&self) -> &[Header] {
+        self.as_slice()
+    }
+}
+
 /// Parse limits. The defaults suit a proxy on UDP and TCP.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -119,7 +239,7 @@ pub struct Message {
     start: Start,
     /// Offset just past the start line.
     start_line_end: u32,
-    headers: SmallVec<[Header; 24]>,
+    headers: HeaderIndex,
     /// Offset of the first body byte (past the empty line).
     body_start: u32,
     /// Offset of the empty line that ends the headers.
@@ -183,7 +303,7 @@ impl Message {
             buf: Bytes::new(),
             start,
             start_line_end: next as u32,
-            headers: SmallVec::new(),
+            headers: HeaderIndex::new(),
             body_start: 0,
             headers_end: 0,
             call_id: Span::default(),
@@ -215,97 +335,156 @@ impl Message {
     /// Index the header lines from `i` up to the empty line (or the end
     /// of the buffer). Returns the first repeated single-valued header
     /// (RFC 4475 3.3.8).
-    #[inline(always)]
+    ///
+    /// A line in the usual shape (a name of at most fifteen bytes right
+    /// before its colon, see [`usual_line_start`]) takes a short path;
+    /// every other line, folding, the empty line and every error take the
+    /// general one, which gives the same result for a usual line.
+    #[inline(never)]
     fn index_headers(
         &mut self,
         b: &[u8],
         mut i: usize,
         limits: &Limits,
     ) -> Result<Option<usize>, ParseError> {
-        let headers = &mut self.headers;
         let mut dup = None;
         let mut lfs = scan::LineEnds::new();
+        // The number of headers, kept here and stored at each way out.
+        let mut k = self.headers.len();
         loop {
-            // The empty line that ends the headers (or the end of the
-            // buffer: a message without a body may lack it).
-            let first = match b.get(i) {
-                None => {
-                    self.headers_end = i as u32;
-                    self.body_start = i as u32;
-                    return Ok(dup);
+            if let Some((name, name_end, v)) = usual_line_start(b, i) {
+                if k >= limits.max_headers {
+                    return Err(ParseError::bad("Too many headers"));
                 }
-                Some(&c) => c,
-            };
-            if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
-                self.headers_end = i as u32;
-                self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
-                return Ok(dup);
-            }
-            // The line ends before its LF, and before a CR ahead of it;
-            // the last line of a datagram may lack its line end (RFC 4475
-            // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
-            let (end, next) = match lfs.find(b, i) {
-                Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-                Some(lf) => (lf, lf + 1),
-                None => (b.len(), b.len()),
-            };
-            if first == b' ' || first == b'\t' {
-                // Continuation of the previous header (folding, 7.3.1).
-                let h = headers
-                    .last_mut()
-                    .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
-                let mut value_end = end;
-                while value_end > i && scan::is_lws(b[value_end - 1]) {
-                    value_end -= 1;
-                }
-                if value_end > i {
-                    if h.value.is_empty() {
-                        // `Name:` CRLF SP value: the value starts on the continuation.
-                        h.value.start = scan::skip_lws(b, i) as u32;
-                    }
-                    h.value.end = value_end as u32;
-                }
-                h.line_end = next as u32;
-                if (h.line_end - h.name_span.start) as usize > limits.max_line {
+                // No LF before the colon: the line ends past it.
+                let (end, next) = match lfs.find(b, name_end) {
+                    Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+                    Some(lf) => (lf, lf + 1),
+                    None => (b.len(), b.len()),
+                };
+                if end - i > limits.max_line {
                     return Err(ParseError::bad("Header line too long"));
                 }
+                if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
+                    return Err(ParseError::bad("Malformed header name"));
+                }
+                let v = v.min(end);
+                let value_end = trim_end(b, v, end);
+                self.note_kind(name, k, &mut dup);
+                self.headers
+                    .put_parts(k, name, [i, name_end, v, value_end, next]);
+                k += 1;
                 i = next;
                 continue;
             }
-            if headers.len() >= limits.max_headers {
-                return Err(ParseError::bad("Too many headers"));
+            self.headers.set_len(k);
+            let line = self.index_line(b, i, limits, &mut lfs, &mut dup)?;
+            k = self.headers.len();
+            match line {
+                Some(next) => i = next,
+                None => return Ok(dup),
             }
-            if end - i > limits.max_line {
+        }
+    }
+
+    /// Keep the index of the first header of a kind, and note the first
+    /// repeated single-valued one.
+    #[inline(always)]
+    fn note_kind(&mut self, name: HeaderName, k: usize, dup: &mut Option<usize>) {
+        if name != HeaderName::Other {
+            let f = &mut self.first[name as usize];
+            if *f == NONE {
+                *f = k.min(NONE as usize - 1) as u16;
+            } else if dup.is_none() && name.is_single() {
+                *dup = Some(k);
+            }
+        }
+    }
+
+    /// One line of the header loop, in general: a header line, a
+    /// continuation line, or the end of the headers (`None`). Returns
+    /// where the next line starts.
+    #[inline(never)]
+    fn index_line(
+        &mut self,
+        b: &[u8],
+        i: usize,
+        limits: &Limits,
+        lfs: &mut scan::LineEnds,
+        dup: &mut Option<usize>,
+    ) -> Result<Option<usize>, ParseError> {
+        // The empty line that ends the headers (or the end of the
+        // buffer: a message without a body may lack it).
+        let first = match b.get(i) {
+            None => {
+                self.headers_end = i as u32;
+                self.body_start = i as u32;
+                return Ok(None);
+            }
+            Some(&c) => c,
+        };
+        if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
+            self.headers_end = i as u32;
+            self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
+            return Ok(None);
+        }
+        // The line ends before its LF, and before a CR ahead of it;
+        // the last line of a datagram may lack its line end (RFC 4475
+        // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
+        let (end, next) = match lfs.find(b, i) {
+            Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+            Some(lf) => (lf, lf + 1),
+            None => (b.len(), b.len()),
+        };
+        let headers = &mut self.headers;
+        if first == b' ' || first == b'\t' {
+            // Continuation of the previous header (folding, 7.3.1).
+            let h = headers
+                .last_mut()
+                .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
+            let mut value_end = end;
+            while value_end > i && scan::is_lws(b[value_end - 1]) {
+                value_end -= 1;
+            }
+            if value_end > i {
+                if h.value.is_empty() {
+                    // `Name:` CRLF SP value: the value starts on the continuation.
+                    h.value.start = scan::skip_lws(b, i) as u32;
+                }
+                h.value.end = value_end as u32;
+            }
+            h.line_end = next as u32;
+            if (h.line_end - h.name_span.start) as usize > limits.max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
-            // name = token, then SP/HT, then ':'. The first colon ends the
-            // name (no token character is one); a known name was compared
-            // whole, so only an unknown one needs its characters checked.
-            let Some((name, name_end, v)) = name_and_value_start(b, i, end) else {
-                return Err(ParseError::bad("Header line without a colon"));
-            };
-            if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
-                return Err(ParseError::bad("Malformed header name"));
-            }
-            // The value ends without SP/HT.
-            let value_end = trim_end(b, v, end);
-            let k = headers.len();
-            if name != HeaderName::Other {
-                let f = &mut self.first[name as usize];
-                if *f == NONE {
-                    *f = k.min(NONE as usize - 1) as u16;
-                } else if dup.is_none() && name.is_single() {
-                    dup = Some(k);
-                }
-            }
-            headers.push(Header {
-                name,
-                name_span: Span::new(i, name_end),
-                value: Span::new(v, value_end),
-                line_end: next as u32,
-            });
-            i = next;
+            return Ok(Some(next));
         }
+        if headers.len() >= limits.max_headers {
+            return Err(ParseError::bad("Too many headers"));
+        }
+        if end - i > limits.max_line {
+            return Err(ParseError::bad("Header line too long"));
+        }
+        // name = token, then SP/HT, then ':'. The first colon ends the
+        // name (no token character is one); a known name was compared
+        // whole, so only an unknown one needs its characters checked.
+        let Some((name, name_end, v)) = name_and_value_start(b, i, end) else {
+            return Err(ParseError::bad("Header line without a colon"));
+        };
+        if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
+            return Err(ParseError::bad("Malformed header name"));
+        }
+        // The value ends without SP/HT.
+        let value_end = trim_end(b, v, end);
+        let k = headers.len();
+        self.note_kind(name, k, dup);
+        self.headers.push(Header {
+            name,
+            name_span: Span::new(i, name_end),
+            value: Span::new(v, value_end),
+            line_end: next as u32,
+        });
+        Ok(Some(next))
     }
 
     /// The index of the first header of a kind.
@@ -593,7 +772,7 @@ impl Message {
     /// All header lines, in order.
     #[inline]
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        self.headers.as_slice()
     }
 
     /// The first header line of a kind.
@@ -759,6 +938,47 @@ fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
         lf
     };
     Some((end, lf + 1))
+}
+
+/// A header line starting at `i` in the usual shape: a name of one to
+/// fifteen bytes with no SP, HT, CR or LF in it, then the colon, all
+/// within the sixteen bytes from `i`. Gives the name's id, its end (the
+/// colon) and where the value starts: past the colon and any SP/HT, maybe
+/// past the line's end (the caller cuts it there). Such a line starts
+/// neither a continuation nor the empty line.
+#[inline(always)]
+fn usual_line_start(b: &[u8], i: usize) -> Option<(HeaderName, usize, usize)> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use scan::sse2::{eq_mask, load16};
+        let block = b.get(i..i.wrapping_add(16))?;
+        let v = load16(block, 0);
+        let colons = eq_mask(v, b':');
+        let blank = eq_mask(v, b' ') | eq_mask(v, b'\t');
+        let ends = eq_mask(v, b'\r') | eq_mask(v, b'\n');
+        // The first colon, 16 when there is none.
+        let c = (colons | 1 << 16).trailing_zeros();
+        if c == 0 || c == 16 || (blank | ends) & ((1 << c) - 1) != 0 {
+            return None;
+        }
+        let past = !blank & (0xffff << (c + 1)) & 0xffff;
+        let v_start = if past != 0 {
+            i + past.trailing_zeros() as usize
+        } else {
+            skip_blank(b, i + 16)
+        };
+        let name_end = i + c as usize;
+        Some((
+            HeaderName::from_line_start(v, &block[..c as usize]),
+            name_end,
+            v_start,
+        ))
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let _ = (b, i);
+        None
+    }
 }
 
 /// The header line `b[i..end]`: the id of its name, the name's end (before
