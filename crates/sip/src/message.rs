@@ -69,8 +69,10 @@ impl Header {
 }
 
 impl Header {
+    /// A free slot of the index (never read). All its bytes are zero, so
+    /// a new index is filled like zeroed memory.
     const EMPTY: Header = Header {
-        name: HeaderName::Other,
+        name: HeaderName::Via,
         name_span: Span { start: 0, end: 0 },
         value: Span { start: 0, end: 0 },
         line_end: 0,
@@ -324,11 +326,14 @@ impl Message {
 
         let dup = msg.index_headers(b, next, limits)?;
         let body_end = msg.index_key_headers(b, dup)?;
-        msg.buf = if body_end < buf.len() {
+        let buf = if body_end < buf.len() {
             buf.slice(..body_end)
         } else {
             buf
         };
+        // The placeholder is an empty static `Bytes`: nothing to free, so
+        // it is forgotten rather than dropped through its vtable.
+        std::mem::forget(std::mem::replace(&mut msg.buf, buf));
         Ok(msg)
     }
 
@@ -488,7 +493,7 @@ impl Message {
     }
 
     /// The index of the first header of a kind.
-    #[inline]
+    #[inline(always)]
     fn first_index(&self, name: HeaderName) -> Option<usize> {
         match self.first.get(name as usize) {
             Some(&NONE) => None,
@@ -950,15 +955,18 @@ fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
 fn usual_line_start(b: &[u8], i: usize) -> Option<(HeaderName, usize, usize)> {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
-        use scan::sse2::{eq_mask, load16};
-        let block = b.get(i..i.wrapping_add(16))?;
+        use scan::sse2::{eq_mask, le_mask, load16};
+        let block = b.get(i..)?.get(..16)?;
         let v = load16(block, 0);
         let colons = eq_mask(v, b':');
+        // SP, HT, CR, LF and the other control characters: none may come
+        // before the colon (a name has none; the other cases, a
+        // continuation or the empty line among them, go the general way).
+        let controls = le_mask(v, b' ');
         let blank = eq_mask(v, b' ') | eq_mask(v, b'\t');
-        let ends = eq_mask(v, b'\r') | eq_mask(v, b'\n');
         // The first colon, 16 when there is none.
         let c = (colons | 1 << 16).trailing_zeros();
-        if c == 0 || c == 16 || (blank | ends) & ((1 << c) - 1) != 0 {
+        if c == 0 || c == 16 || controls & ((1 << c) - 1) != 0 {
             return None;
         }
         let past = !blank & (0xffff << (c + 1)) & 0xffff;
