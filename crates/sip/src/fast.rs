@@ -362,6 +362,35 @@ mod tests {
     ];
 
     #[test]
+    fn is_name_is_eq_ignore_ascii_case() {
+        // Every byte at every place of each wanted name, and lengths
+        // around it.
+        for want in [
+            &b""[..],
+            b"tag",
+            b"rport",
+            b"branch",
+            b"received",
+            b"maddrttl",
+        ] {
+            for len in want.len().saturating_sub(1)..=want.len() + 1 {
+                for at in 0..len {
+                    for c in 0..=255u8 {
+                        let mut name: Vec<u8> =
+                            want.iter().copied().chain(*b"xy").take(len).collect();
+                        name[at] = c;
+                        assert_eq!(
+                            is_name(&name, want),
+                            name.eq_ignore_ascii_case(want),
+                            "{name:?} {want:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fast_paths_agree_with_the_general_parsers() {
         let mut accepted = (0, 0);
         for v in VALUES {

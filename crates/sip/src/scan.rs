@@ -430,7 +430,9 @@ pub(crate) mod sse2 {
     #[inline(always)]
     pub(crate) fn le_mask(v: __m128i, c: u8) -> u32 {
         // SAFETY: SSE2 only, as in `eq_mask`.
-        unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(c as i8)), v)) as u32 }
+        unsafe {
+            _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(c as i8)), v)) as u32
+        }
     }
 
     /// Bit k set when byte k of `v` is a [`super::PARAM_STOP`] byte.
