@@ -565,32 +565,27 @@ impl Message {
         // CSeq: number LWS method.
         let cs = self.headers.as_slice()[cseq].value;
         let v = &b[cs.range()];
-        let digits = v
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(v.len());
-        let number = parse_u64(&v[..digits], u64::from(u32::MAX))
+        let (number, digits) = scan::leading_u64(v, u64::from(u32::MAX))
             .ok_or_else(|| ParseError::bad("Bad CSeq number"))?;
         let m_start = scan::skip_lws(v, digits);
         if m_start == digits || m_start >= v.len() {
             return Err(ParseError::bad("Malformed CSeq header"));
         }
         let method = &v[m_start..];
-        if !scan::is_token_str(method) {
-            return Err(ParseError::bad("Malformed CSeq method"));
-        }
         let method = match self.start {
+            // The request line's method is a token: so is an equal one.
             Start::Request {
                 method: m,
                 method_span,
                 ..
-            } => {
-                if b[method_span.range()] != *method {
-                    return Err(ParseError::bad(
-                        "CSeq method does not match the request method",
-                    ));
-                }
-                m
+            } if b[method_span.range()] == *method => m,
+            _ if !scan::is_token_str(method) => {
+                return Err(ParseError::bad("Malformed CSeq method"));
+            }
+            Start::Request { .. } => {
+                return Err(ParseError::bad(
+                    "CSeq method does not match the request method",
+                ));
             }
             Start::Response { .. } => Method::from_bytes(method),
         };

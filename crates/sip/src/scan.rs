@@ -144,6 +144,29 @@ impl<'a> Iterator for CommaSplit<'a> {
     }
 }
 
+/// The number `s` starts with, read in one pass: its value and where its
+/// digits end. `None` where [`parse_u64`] of those digits is `None`: no
+/// digit, more than 40, or a value past `max`.
+#[inline]
+pub(crate) fn leading_u64(s: &[u8], max: u64) -> Option<(u64, usize)> {
+    debug_assert!(max <= u64::from(u32::MAX));
+    let mut v: u64 = 0;
+    let mut k = 0;
+    while let Some(&c) = s.get(k) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        // `v <= max <= u32::MAX` here, so this cannot overflow.
+        v = v * 10 + u64::from(d);
+        if v > max {
+            return None;
+        }
+        k += 1;
+    }
+    (k > 0 && k <= 40).then_some((v, k))
+}
+
 /// Parse a decimal number made of digits only, with an upper bound. Leading
 /// zeros are allowed (`0068`), an empty string or any non-digit is not.
 pub(crate) fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
@@ -595,6 +618,50 @@ mod tests {
             for from in (0..=len).step_by(5) {
                 assert_eq!(LineEnds::new().find(s, from), want(from), "{len} {from}");
                 assert_eq!(ends.find(s, from), want(from), "{len} {from}");
+            }
+        }
+    }
+
+    #[test]
+    fn leading_u64_matches_parse_u64() {
+        // Digit runs of every length to 45, with values around the
+        // bounds, then a non-digit or the end.
+        let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b" 1".to_vec(), b"x".to_vec()];
+        for n in 1..=45usize {
+            for fill in [b'0', b'9', b'1'] {
+                let mut d = vec![fill; n];
+                cases.push(d.clone());
+                d.extend_from_slice(b" INVITE");
+                cases.push(d);
+            }
+        }
+        for v in [
+            0u64,
+            9,
+            10,
+            65535,
+            65536,
+            4294967295,
+            4294967296,
+            99999999999,
+        ] {
+            cases.push(v.to_string().into_bytes());
+            cases.push(format!("{v};x").into_bytes());
+            cases.push(format!("000{v}").into_bytes());
+        }
+        for s in &cases {
+            for max in [255, 65535, u64::from(u32::MAX)] {
+                let digits = s
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .unwrap_or(s.len());
+                let want = parse_u64(&s[..digits], max).map(|v| (v, digits));
+                assert_eq!(
+                    leading_u64(s, max),
+                    want,
+                    "{:?} {max}",
+                    String::from_utf8_lossy(s)
+                );
             }
         }
     }
