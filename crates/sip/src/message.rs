@@ -45,39 +45,79 @@ impl Span {
     }
 }
 
-/// One header line of the message.
+/// One header line of the message: 16 bytes, the offsets within the
+/// line kept relative to its value (a line is at most
+/// [`MAX_LINE_LIMIT`] bytes long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    pub name: HeaderName,
-    /// The name as written (`v`, `VIA`, `X-Foo`).
-    pub name_span: Span,
     /// The value, without leading white space or the final line end; a
     /// folded value spans its continuation lines.
     pub value: Span,
-    /// Offset just past the line end (including continuation lines).
-    pub line_end: u32,
+    /// From the name's start to the value's start.
+    value_off: u16,
+    name_len: u16,
+    /// From the value's end to past the line end.
+    tail: u16,
+    pub name: HeaderName,
 }
 
 impl Header {
-    /// The whole line, from the name to past its line end.
-    pub fn line(&self) -> Span {
-        Span {
-            start: self.name_span.start,
-            end: self.line_end,
+    #[inline(always)]
+    fn new(
+        name: HeaderName,
+        name_start: usize,
+        name_end: usize,
+        value: Span,
+        line_end: usize,
+    ) -> Header {
+        Header {
+            value,
+            value_off: (value.start as usize - name_start) as u16,
+            name_len: (name_end - name_start) as u16,
+            tail: (line_end - value.end as usize) as u16,
+            name,
         }
     }
-}
 
-impl Header {
+    /// The name as written (`v`, `VIA`, `X-Foo`).
+    #[inline]
+    pub fn name_span(&self) -> Span {
+        let start = self.value.start - u32::from(self.value_off);
+        Span {
+            start,
+            end: start + u32::from(self.name_len),
+        }
+    }
+
+    /// Offset just past the line end (including continuation lines).
+    #[inline]
+    pub fn line_end(&self) -> u32 {
+        self.value.end + u32::from(self.tail)
+    }
+
+    /// The whole line, from the name to past its line end.
+    #[inline]
+    pub fn line(&self) -> Span {
+        Span {
+            start: self.value.start - u32::from(self.value_off),
+            end: self.line_end(),
+        }
+    }
+
     /// A free slot of the index (never read). All its bytes are zero, so
     /// a new index is filled like zeroed memory.
     const EMPTY: Header = Header {
-        name: HeaderName::Via,
-        name_span: Span { start: 0, end: 0 },
         value: Span { start: 0, end: 0 },
-        line_end: 0,
+        value_off: 0,
+        name_len: 0,
+        tail: 0,
+        name: HeaderName::Via,
     };
 }
+
+/// The longest header line any [`Limits`] allows: the offsets within a
+/// line are kept in 16 bits.
+pub const MAX_LINE_LIMIT: usize = 65_000;
 
 /// How many header lines a message holds without a heap allocation.
 const INLINE_HEADERS: usize = 24;
@@ -140,22 +180,16 @@ impl HeaderIndex {
     /// of the CPU does not serve.
     #[inline(always)]
     fn put_parts(&mut self, n: usize, name: HeaderName, at: [usize; 5]) {
+        let value = Span::new(at[2], at[3]);
         match self.inline.get_mut(n) {
             Some(slot) => {
+                slot.value = value;
+                slot.value_off = (at[2] - at[0]) as u16;
+                slot.name_len = (at[1] - at[0]) as u16;
+                slot.tail = (at[4] - at[3]) as u16;
                 slot.name = name;
-                slot.name_span = Span::new(at[0], at[1]);
-                slot.value = Span::new(at[2], at[3]);
-                slot.line_end = at[4] as u32;
             }
-            None => self.put_spilled(
-                n,
-                Header {
-                    name,
-                    name_span: Span::new(at[0], at[1]),
-                    value: Span::new(at[2], at[3]),
-                    line_end: at[4] as u32,
-                },
-            ),
+            None => self.put_spilled(n, Header::new(name, at[0], at[1], value, at[4])),
         }
     }
 
@@ -198,7 +232,8 @@ pub struct Limits {
     pub max_size: usize,
     /// Most header lines accepted.
     pub max_headers: usize,
-    /// Longest header line (a folded header counts as one line).
+    /// Longest header line (a folded header counts as one line), at
+    /// most [`MAX_LINE_LIMIT`]: a larger value counts as that.
     pub max_line: usize,
 }
 
@@ -354,6 +389,7 @@ impl Message {
     ) -> Result<Option<usize>, ParseError> {
         let mut dup = None;
         let mut lfs = scan::LineEnds::new();
+        let max_line = limits.max_line.min(MAX_LINE_LIMIT);
         // The number of headers, kept here and stored at each way out.
         let mut k = self.headers.len();
         loop {
@@ -367,7 +403,7 @@ impl Message {
                     Some(lf) => (lf, lf + 1),
                     None => (b.len(), b.len()),
                 };
-                if end - i > limits.max_line {
+                if end - i > max_line {
                     return Err(ParseError::bad("Header line too long"));
                 }
                 if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
@@ -418,6 +454,7 @@ impl Message {
         lfs: &mut scan::LineEnds,
         dup: &mut Option<usize>,
     ) -> Result<Option<usize>, ParseError> {
+        let max_line = limits.max_line.min(MAX_LINE_LIMIT);
         // The empty line that ends the headers (or the end of the
         // buffer: a message without a body may lack it).
         let first = match b.get(i) {
@@ -451,23 +488,26 @@ impl Message {
             while value_end > i && scan::is_lws(b[value_end - 1]) {
                 value_end -= 1;
             }
-            if value_end > i {
-                if h.value.is_empty() {
-                    // `Name:` CRLF SP value: the value starts on the continuation.
-                    h.value.start = scan::skip_lws(b, i) as u32;
-                }
-                h.value.end = value_end as u32;
-            }
-            h.line_end = next as u32;
-            if (h.line_end - h.name_span.start) as usize > limits.max_line {
+            let name_span = h.name_span();
+            if next - name_span.start as usize > max_line {
                 return Err(ParseError::bad("Header line too long"));
             }
+            let mut value = h.value;
+            if value_end > i {
+                if value.is_empty() {
+                    // `Name:` CRLF SP value: the value starts on the continuation.
+                    value.start = scan::skip_lws(b, i) as u32;
+                }
+                value.end = value_end as u32;
+            }
+            let name_span = name_span.range();
+            *h = Header::new(h.name, name_span.start, name_span.end, value, next);
             return Ok(Some(next));
         }
         if headers.len() >= limits.max_headers {
             return Err(ParseError::bad("Too many headers"));
         }
-        if end - i > limits.max_line {
+        if end - i > max_line {
             return Err(ParseError::bad("Header line too long"));
         }
         // name = token, then SP/HT, then ':'. The first colon ends the
@@ -483,12 +523,13 @@ impl Message {
         let value_end = trim_end(b, v, end);
         let k = headers.len();
         self.note_kind(name, k, dup);
-        self.headers.push(Header {
+        self.headers.push(Header::new(
             name,
-            name_span: Span::new(i, name_end),
-            value: Span::new(v, value_end),
-            line_end: next as u32,
-        });
+            i,
+            name_end,
+            Span::new(v, value_end),
+            next,
+        ));
         Ok(Some(next))
     }
 
@@ -797,7 +838,7 @@ impl Message {
             if id != HeaderName::Other {
                 h.name == id
             } else {
-                h.name == HeaderName::Other && self.slice(h.name_span).eq_ignore_ascii_case(name)
+                h.name == HeaderName::Other && self.slice(h.name_span()).eq_ignore_ascii_case(name)
             }
         })
     }

@@ -308,7 +308,7 @@ fn many_headers_past_the_inline_index() {
         assert_eq!(m.headers().len(), extra + 7, "{extra}");
         for k in 0..extra {
             let h = &m.headers()[1 + k];
-            assert_eq!(text(m.slice(h.name_span)), format!("X-Extra-{k}"));
+            assert_eq!(text(m.slice(h.name_span())), format!("X-Extra-{k}"));
             let want = if k % 7 == 3 {
                 format!("value {k}\r\n  folded {k}")
             } else {
@@ -332,4 +332,37 @@ fn many_headers_past_the_inline_index() {
         assert_eq!(f.headers().len(), extra + 7);
         assert_eq!(f.max_forwards(), Some(8));
     }
+}
+
+/// A header line is at most `MAX_LINE_LIMIT` bytes whatever `Limits`
+/// asks: a longer one is refused, one just under it is kept whole.
+#[test]
+fn line_length_limit_is_capped() {
+    use cairn_sip::{Limits, MAX_LINE_LIMIT};
+    let limits = Limits {
+        max_size: 1 << 20,
+        max_headers: 256,
+        max_line: 1 << 20,
+    };
+    let msg = |value_len: usize| {
+        let mut s = String::from(
+            "OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 OPTIONS\r\n",
+        );
+        s.push_str("X-Long: ");
+        s.push_str(&"v".repeat(value_len));
+        s.push_str("   \r\n  folded\r\nContent-Length: 0\r\n\r\n");
+        Bytes::from(s)
+    };
+    // "X-Long: " + value + "   " + CRLF + "  folded" + CRLF
+    let over = MAX_LINE_LIMIT;
+    let err = Message::parse_with(msg(over), &limits).unwrap_err();
+    assert!(err.to_string().contains("Header line too long"), "{err}");
+    let fits = MAX_LINE_LIMIT - 40;
+    let m = Message::parse_with(msg(fits), &limits).expect("a line under the cap parses");
+    let h = m.headers_by_name(b"x-long").next().expect("X-Long");
+    assert_eq!(m.slice(h.value).len(), fits + "   \r\n  folded".len());
+    assert_eq!(m.slice(h.name_span()), b"X-Long");
+    assert_eq!(&m.slice(h.line())[h.line().len() - 10..], b"  folded\r\n");
 }
