@@ -508,6 +508,23 @@ pub(crate) mod sse2 {
 /// Whether `s` holds linear white space (SP, HTAB, CR or LF).
 #[inline]
 pub(crate) fn has_lws(s: &[u8]) -> bool {
+    // Sixteen bytes at a time: a block without a byte at or below SP has
+    // none of the four; a block with one is looked at byte by byte. The
+    // last block overlaps the one before.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if s.len() >= 16 {
+        let lws_in = |block: &[u8]| {
+            sse2::le_mask(sse2::load16(block, 0), b' ') != 0 && block.iter().any(|&c| is_lws(c))
+        };
+        let mut i = 0;
+        while let Some(block) = s.get(i..i + 16) {
+            if lws_in(block) {
+                return true;
+            }
+            i += 16;
+        }
+        return i < s.len() && lws_in(&s[s.len() - 16..]);
+    }
     const SP: u64 = LO * b' ' as u64;
     const HT: u64 = LO * b'\t' as u64;
     const CR: u64 = LO * b'\r' as u64;
@@ -581,6 +598,24 @@ mod tests {
                 assert_eq!(find3_words(s, from, b'"', b'<', b','), want, "{len} {from}");
             }
             assert_eq!(has_lws(s), s.iter().any(|&c| is_lws(c)), "{len}");
+        }
+    }
+
+    #[test]
+    fn has_lws_at_every_place() {
+        // One byte of each kind at each place of runs of every length to
+        // 70: the blocks of sixteen, the overlapping last one and short
+        // strings.
+        for len in 0..70usize {
+            let mut s = vec![b'a'; len];
+            assert!(!has_lws(&s), "{len}");
+            for at in 0..len {
+                for c in [0u8, b'\t', b'\n', 0x0b, b'\r', 0x1f, b' ', b'!', 0x80, 0xff] {
+                    s[at] = c;
+                    assert_eq!(has_lws(&s), is_lws(c), "{len} {at} {c}");
+                    s[at] = b'a';
+                }
+            }
         }
     }
 
