@@ -331,10 +331,18 @@ impl Message {
         while pos < b.len() && (b[pos] == b'\r' || b[pos] == b'\n') {
             pos += 1;
         }
-        let (line_end, next) = match line_at(b, pos) {
-            Some(l) if l.0 > pos => l,
-            _ => return Err(ParseError::bad("Empty message")),
+        // The line ends are found 64 bytes at a time, from here on to the
+        // last header line.
+        let mut lfs = scan::LineEnds::new();
+        let (line_end, next) = match lfs.find(b, pos) {
+            Some(lf) if lf > pos && b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+            Some(lf) => (lf, lf + 1),
+            // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
+            None => (b.len(), b.len()),
         };
+        if line_end <= pos {
+            return Err(ParseError::bad("Empty message"));
+        }
         let start = parse_start_line(b, pos, line_end)?;
         let mut msg = Message {
             buf: Bytes::new(),
@@ -359,7 +367,7 @@ impl Message {
             content_length: None,
         };
 
-        let dup = msg.index_headers(b, next, limits)?;
+        let dup = msg.index_headers(b, next, limits, lfs)?;
         let body_end = msg.index_key_headers(b, dup)?;
         let buf = if body_end < buf.len() {
             buf.slice(..body_end)
@@ -386,9 +394,9 @@ impl Message {
         b: &[u8],
         mut i: usize,
         limits: &Limits,
+        mut lfs: scan::LineEnds,
     ) -> Result<Option<usize>, ParseError> {
         let mut dup = None;
-        let mut lfs = scan::LineEnds::new();
         let max_line = limits.max_line.min(MAX_LINE_LIMIT);
         // The number of headers, kept here and stored at each way out.
         let mut k = self.headers.len();
@@ -960,25 +968,6 @@ impl Message {
 fn span_in(b: &[u8], part: &[u8]) -> Span {
     let start = part.as_ptr() as usize - b.as_ptr() as usize;
     Span::new(start, start + part.len())
-}
-
-/// The line starting at `i`: (end of content without CR, start of next line).
-/// `None` when `i` is past the end.
-#[inline(always)]
-fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    if i > b.len() {
-        return None;
-    }
-    let Some(lf) = scan::find_byte(b, i, b'\n') else {
-        // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
-        return Some((b.len(), b.len()));
-    };
-    let end = if lf > i && b[lf - 1] == b'\r' {
-        lf - 1
-    } else {
-        lf
-    };
-    Some((end, lf + 1))
 }
 
 /// A header line starting at `i` in the usual shape: a name of one to
