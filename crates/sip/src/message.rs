@@ -688,6 +688,7 @@ impl Message {
         Ok(())
     }
 
+    #[inline(always)]
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
         let value = self.headers.as_slice()[k].value;
         let v = &b[value.range()];
