@@ -223,7 +223,7 @@ impl<'m> Editor<'m> {
     fn top_of(&self, name: HeaderName) -> usize {
         self.msg
             .first_header(name)
-            .map_or(self.msg.start_line_end(), |h| h.name_span.start as usize)
+            .map_or(self.msg.start_line_end(), |h| h.name_span().start as usize)
     }
 
     /// Replace the Request-URI.

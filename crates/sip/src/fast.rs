@@ -20,7 +20,7 @@
 //! `tests/common/mod.rs` (run by the mutation test and the fuzzer) checks
 //! the parsed fields against the general parsers on every input.
 
-use crate::scan::{host_run, is_token, param_run, parse_u64};
+use crate::scan::{host_run, is_token, param_run};
 
 /// A range of the value.
 pub(crate) type Range = (usize, usize);
@@ -74,12 +74,33 @@ fn params(
             }
             value = Some((vs, i));
         }
-        if found.a.is_none() && name.eq_ignore_ascii_case(wa) {
+        if found.a.is_none() && is_name(name, wa) {
             found.a = Some(value);
-        } else if found.b.is_none() && name.eq_ignore_ascii_case(wb) {
+        } else if found.b.is_none() && is_name(name, wb) {
             found.b = Some((ne, value));
         }
     }
+}
+
+/// Whether `name` is `want` in any letter case. `want` is lower-case
+/// letters only (a parameter name the parser looks for): then a byte
+/// matches exactly when it is the letter or its upper case, which for
+/// names of up to eight letters is one OR and one compare of words.
+#[inline(always)]
+fn is_name(name: &[u8], want: &[u8]) -> bool {
+    debug_assert!(want.iter().all(u8::is_ascii_lowercase));
+    let n = want.len();
+    if name.len() != n {
+        return false;
+    }
+    if n > 8 {
+        return name.eq_ignore_ascii_case(want);
+    }
+    let (mut x, mut w, mut case) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+    x[..n].copy_from_slice(name);
+    w[..n].copy_from_slice(want);
+    case[..n].fill(0x20);
+    u64::from_le_bytes(x) | u64::from_le_bytes(case) == u64::from_le_bytes(w)
 }
 
 /// A From, To or Contact value `b[start..end]` of the form `<uri>` or
@@ -193,12 +214,21 @@ fn host_port(b: &[u8], i: usize, end: usize) -> Option<usize> {
         return None;
     }
     if j < end && b[j] == b':' {
+        // The digits, read as they are found: as `parse_u64(digits,
+        // 65535)` would, none, more than 40 or a value past 65535 fail.
         let p = j + 1;
         j = p;
+        let mut port = 0u32;
         while j < end && b[j].is_ascii_digit() {
+            port = port * 10 + u32::from(b[j] - b'0');
+            if port > 65535 {
+                return None;
+            }
             j += 1;
         }
-        parse_u64(&b[p..j], 65535)?;
+        if j == p || j - p > 40 {
+            return None;
+        }
     }
     Some(j)
 }
@@ -330,6 +360,35 @@ mod tests {
         b"SIP:a@b:5060",
         b"sip:user;par=u%40example.net@example.com",
     ];
+
+    #[test]
+    fn is_name_is_eq_ignore_ascii_case() {
+        // Every byte at every place of each wanted name, and lengths
+        // around it.
+        for want in [
+            &b""[..],
+            b"tag",
+            b"rport",
+            b"branch",
+            b"received",
+            b"maddrttl",
+        ] {
+            for len in want.len().saturating_sub(1)..=want.len() + 1 {
+                for at in 0..len {
+                    for c in 0..=255u8 {
+                        let mut name: Vec<u8> =
+                            want.iter().copied().chain(*b"xy").take(len).collect();
+                        name[at] = c;
+                        assert_eq!(
+                            is_name(&name, want),
+                            name.eq_ignore_ascii_case(want),
+                            "{name:?} {want:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn fast_paths_agree_with_the_general_parsers() {

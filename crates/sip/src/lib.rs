@@ -28,7 +28,7 @@ pub use addr::NameAddr;
 pub use edit::Editor;
 pub use error::ParseError;
 pub use header::HeaderName;
-pub use message::{CSeq, Header, Limits, Message, Span};
+pub use message::{CSeq, Header, Limits, Message, Span, MAX_LINE_LIMIT};
 pub use method::Method;
 pub use params::Params;
 pub use transport::Transport;

@@ -6,7 +6,6 @@
 //! Everything else is parsed when asked for, from the kept bytes.
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 
 use crate::addr::NameAddr;
 use crate::error::ParseError;
@@ -46,26 +45,183 @@ impl Span {
     }
 }
 
-/// One header line of the message.
+/// One header line of the message: 16 bytes, the offsets within the
+/// line kept relative to its value (a line is at most
+/// [`MAX_LINE_LIMIT`] bytes long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    pub name: HeaderName,
-    /// The name as written (`v`, `VIA`, `X-Foo`).
-    pub name_span: Span,
     /// The value, without leading white space or the final line end; a
     /// folded value spans its continuation lines.
     pub value: Span,
-    /// Offset just past the line end (including continuation lines).
-    pub line_end: u32,
+    /// From the name's start to the value's start.
+    value_off: u16,
+    name_len: u16,
+    /// From the value's end to past the line end.
+    tail: u16,
+    pub name: HeaderName,
 }
 
 impl Header {
+    #[inline(always)]
+    fn new(
+        name: HeaderName,
+        name_start: usize,
+        name_end: usize,
+        value: Span,
+        line_end: usize,
+    ) -> Header {
+        Header {
+            value,
+            value_off: (value.start as usize - name_start) as u16,
+            name_len: (name_end - name_start) as u16,
+            tail: (line_end - value.end as usize) as u16,
+            name,
+        }
+    }
+
+    /// The name as written (`v`, `VIA`, `X-Foo`).
+    #[inline]
+    pub fn name_span(&self) -> Span {
+        let start = self.value.start - u32::from(self.value_off);
+        Span {
+            start,
+            end: start + u32::from(self.name_len),
+        }
+    }
+
+    /// Offset just past the line end (including continuation lines).
+    #[inline]
+    pub fn line_end(&self) -> u32 {
+        self.value.end + u32::from(self.tail)
+    }
+
     /// The whole line, from the name to past its line end.
+    #[inline]
     pub fn line(&self) -> Span {
         Span {
-            start: self.name_span.start,
-            end: self.line_end,
+            start: self.value.start - u32::from(self.value_off),
+            end: self.line_end(),
         }
+    }
+
+    /// A free slot of the index (never read). All its bytes are zero, so
+    /// a new index is filled like zeroed memory.
+    const EMPTY: Header = Header {
+        value: Span { start: 0, end: 0 },
+        value_off: 0,
+        name_len: 0,
+        tail: 0,
+        name: HeaderName::Via,
+    };
+}
+
+/// The longest header line any [`Limits`] allows: the offsets within a
+/// line are kept in 16 bits.
+pub const MAX_LINE_LIMIT: usize = 65_000;
+
+/// How many header lines a message holds without a heap allocation.
+const INLINE_HEADERS: usize = 24;
+
+/// The header lines of a message: in place up to [`INLINE_HEADERS`], all
+/// of them on the heap past that.
+#[derive(Clone)]
+struct HeaderIndex {
+    inline: [Header; INLINE_HEADERS],
+    /// Every header once there are more than [`INLINE_HEADERS`].
+    spill: Vec<Header>,
+    len: usize,
+}
+
+impl HeaderIndex {
+    #[inline(always)]
+    fn new() -> Self {
+        HeaderIndex {
+            inline: [Header::EMPTY; INLINE_HEADERS],
+            spill: Vec::new(),
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[Header] {
+        match self.inline.get(..self.len) {
+            Some(s) => s,
+            None => &self.spill,
+        }
+    }
+
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    fn last_mut(&mut self) -> Option<&mut Header> {
+        match self.inline.get_mut(..self.len) {
+            Some(s) => s.last_mut(),
+            None => self.spill.last_mut(),
+        }
+    }
+
+    /// Put `h` at index `n`, the current length (the header loop keeps
+    /// the length itself and stores it back with [`HeaderIndex::set_len`]).
+    #[inline(always)]
+    fn put(&mut self, n: usize, h: Header) {
+        match self.inline.get_mut(n) {
+            Some(slot) => *slot = h,
+            None => self.put_spilled(n, h),
+        }
+    }
+
+    /// [`HeaderIndex::put`] of the header with this name and offsets
+    /// (name start and end, value start and end, line end), written field
+    /// by field: a whole `Header` built first and copied would be read
+    /// back wider than it was written, which the store-to-load forwarding
+    /// of the CPU does not serve.
+    #[inline(always)]
+    fn put_parts(&mut self, n: usize, name: HeaderName, at: [usize; 5]) {
+        let value = Span::new(at[2], at[3]);
+        match self.inline.get_mut(n) {
+            Some(slot) => {
+                slot.value = value;
+                slot.value_off = (at[2] - at[0]) as u16;
+                slot.name_len = (at[1] - at[0]) as u16;
+                slot.tail = (at[4] - at[3]) as u16;
+                slot.name = name;
+            }
+            None => self.put_spilled(n, Header::new(name, at[0], at[1], value, at[4])),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn put_spilled(&mut self, n: usize, h: Header) {
+        if self.spill.is_empty() {
+            self.spill.reserve(2 * INLINE_HEADERS);
+            self.spill.extend_from_slice(&self.inline);
+        }
+        self.spill.truncate(n);
+        self.spill.push(h);
+    }
+
+    #[inline(always)]
+    fn set_len(&mut self, n: usize) {
+        self.len = n;
+    }
+
+    #[inline(always)]
+    fn push(&mut self, h: Header) {
+        let n = self.len;
+        self.put(n, h);
+        self.len = n + 1;
+    }
+}
+
+impl std::ops::Deref for HeaderIndex {
+    type Target = [Header];
+    #[inline(always)]
+    fn deref(&self) -> &[Header] {
+        self.as_slice()
     }
 }
 
@@ -76,7 +232,8 @@ pub struct Limits {
     pub max_size: usize,
     /// Most header lines accepted.
     pub max_headers: usize,
-    /// Longest header line (a folded header counts as one line).
+    /// Longest header line (a folded header counts as one line), at
+    /// most [`MAX_LINE_LIMIT`]: a larger value counts as that.
     pub max_line: usize,
 }
 
@@ -119,7 +276,7 @@ pub struct Message {
     start: Start,
     /// Offset just past the start line.
     start_line_end: u32,
-    headers: SmallVec<[Header; 24]>,
+    headers: HeaderIndex,
     /// Offset of the first body byte (past the empty line).
     body_start: u32,
     /// Offset of the empty line that ends the headers.
@@ -174,16 +331,24 @@ impl Message {
         while pos < b.len() && (b[pos] == b'\r' || b[pos] == b'\n') {
             pos += 1;
         }
-        let (line_end, next) = match line_at(b, pos) {
-            Some(l) if l.0 > pos => l,
-            _ => return Err(ParseError::bad("Empty message")),
+        // The line ends are found 64 bytes at a time, from here on to the
+        // last header line.
+        let mut lfs = scan::LineEnds::new();
+        let (line_end, next) = match lfs.find(b, pos) {
+            Some(lf) if lf > pos && b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+            Some(lf) => (lf, lf + 1),
+            // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
+            None => (b.len(), b.len()),
         };
+        if line_end <= pos {
+            return Err(ParseError::bad("Empty message"));
+        }
         let start = parse_start_line(b, pos, line_end)?;
         let mut msg = Message {
             buf: Bytes::new(),
             start,
             start_line_end: next as u32,
-            headers: SmallVec::new(),
+            headers: HeaderIndex::new(),
             body_start: 0,
             headers_end: 0,
             call_id: Span::default(),
@@ -202,114 +367,182 @@ impl Message {
             content_length: None,
         };
 
-        let dup = msg.index_headers(b, next, limits)?;
+        let dup = msg.index_headers(b, next, limits, lfs)?;
         let body_end = msg.index_key_headers(b, dup)?;
-        msg.buf = if body_end < buf.len() {
+        let buf = if body_end < buf.len() {
             buf.slice(..body_end)
         } else {
             buf
         };
+        // The placeholder is an empty static `Bytes`: nothing to free, so
+        // it is forgotten rather than dropped through its vtable.
+        std::mem::forget(std::mem::replace(&mut msg.buf, buf));
         Ok(msg)
     }
 
     /// Index the header lines from `i` up to the empty line (or the end
     /// of the buffer). Returns the first repeated single-valued header
     /// (RFC 4475 3.3.8).
-    #[inline(always)]
+    ///
+    /// A line in the usual shape (a name of at most fifteen bytes right
+    /// before its colon, see [`usual_line_start`]) takes a short path;
+    /// every other line, folding, the empty line and every error take the
+    /// general one, which gives the same result for a usual line.
+    #[inline(never)]
     fn index_headers(
         &mut self,
         b: &[u8],
         mut i: usize,
         limits: &Limits,
+        mut lfs: scan::LineEnds,
     ) -> Result<Option<usize>, ParseError> {
-        let headers = &mut self.headers;
         let mut dup = None;
-        let mut lfs = scan::LineEnds::new();
+        let max_line = limits.max_line.min(MAX_LINE_LIMIT);
+        // The number of headers, kept here and stored at each way out.
+        let mut k = self.headers.len();
         loop {
-            // The empty line that ends the headers (or the end of the
-            // buffer: a message without a body may lack it).
-            let first = match b.get(i) {
-                None => {
-                    self.headers_end = i as u32;
-                    self.body_start = i as u32;
-                    return Ok(dup);
+            if let Some((name, name_end, v)) = usual_line_start(b, i) {
+                if k >= limits.max_headers {
+                    return Err(ParseError::bad("Too many headers"));
                 }
-                Some(&c) => c,
-            };
-            if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
-                self.headers_end = i as u32;
-                self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
-                return Ok(dup);
-            }
-            // The line ends before its LF, and before a CR ahead of it;
-            // the last line of a datagram may lack its line end (RFC 4475
-            // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
-            let (end, next) = match lfs.find(b, i) {
-                Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-                Some(lf) => (lf, lf + 1),
-                None => (b.len(), b.len()),
-            };
-            if first == b' ' || first == b'\t' {
-                // Continuation of the previous header (folding, 7.3.1).
-                let h = headers
-                    .last_mut()
-                    .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
-                let mut value_end = end;
-                while value_end > i && scan::is_lws(b[value_end - 1]) {
-                    value_end -= 1;
-                }
-                if value_end > i {
-                    if h.value.is_empty() {
-                        // `Name:` CRLF SP value: the value starts on the continuation.
-                        h.value.start = scan::skip_lws(b, i) as u32;
-                    }
-                    h.value.end = value_end as u32;
-                }
-                h.line_end = next as u32;
-                if (h.line_end - h.name_span.start) as usize > limits.max_line {
+                // No LF before the colon: the line ends past it.
+                let (end, next) = match lfs.find(b, name_end) {
+                    Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+                    Some(lf) => (lf, lf + 1),
+                    None => (b.len(), b.len()),
+                };
+                if end - i > max_line {
                     return Err(ParseError::bad("Header line too long"));
                 }
+                if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
+                    return Err(ParseError::bad("Malformed header name"));
+                }
+                let v = v.min(end);
+                let value_end = trim_end(b, v, end);
+                self.note_kind(name, k, &mut dup);
+                self.headers
+                    .put_parts(k, name, [i, name_end, v, value_end, next]);
+                k += 1;
                 i = next;
                 continue;
             }
-            if headers.len() >= limits.max_headers {
-                return Err(ParseError::bad("Too many headers"));
+            self.headers.set_len(k);
+            let line = self.index_line(b, i, limits, &mut lfs, &mut dup)?;
+            k = self.headers.len();
+            match line {
+                Some(next) => i = next,
+                None => return Ok(dup),
             }
-            if end - i > limits.max_line {
-                return Err(ParseError::bad("Header line too long"));
-            }
-            // name = token, then SP/HT, then ':'. The first colon ends the
-            // name (no token character is one); a known name was compared
-            // whole, so only an unknown one needs its characters checked.
-            let Some((name, name_end, v)) = name_and_value_start(b, i, end) else {
-                return Err(ParseError::bad("Header line without a colon"));
-            };
-            if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
-                return Err(ParseError::bad("Malformed header name"));
-            }
-            // The value ends without SP/HT.
-            let value_end = trim_end(b, v, end);
-            let k = headers.len();
-            if name != HeaderName::Other {
-                let f = &mut self.first[name as usize];
-                if *f == NONE {
-                    *f = k.min(NONE as usize - 1) as u16;
-                } else if dup.is_none() && name.is_single() {
-                    dup = Some(k);
-                }
-            }
-            headers.push(Header {
-                name,
-                name_span: Span::new(i, name_end),
-                value: Span::new(v, value_end),
-                line_end: next as u32,
-            });
-            i = next;
         }
     }
 
+    /// Keep the index of the first header of a kind, and note the first
+    /// repeated single-valued one.
+    #[inline(always)]
+    fn note_kind(&mut self, name: HeaderName, k: usize, dup: &mut Option<usize>) {
+        if name != HeaderName::Other {
+            let f = &mut self.first[name as usize];
+            if *f == NONE {
+                *f = k.min(NONE as usize - 1) as u16;
+            } else if dup.is_none() && name.is_single() {
+                *dup = Some(k);
+            }
+        }
+    }
+
+    /// One line of the header loop, in general: a header line, a
+    /// continuation line, or the end of the headers (`None`). Returns
+    /// where the next line starts.
+    #[inline(never)]
+    fn index_line(
+        &mut self,
+        b: &[u8],
+        i: usize,
+        limits: &Limits,
+        lfs: &mut scan::LineEnds,
+        dup: &mut Option<usize>,
+    ) -> Result<Option<usize>, ParseError> {
+        let max_line = limits.max_line.min(MAX_LINE_LIMIT);
+        // The empty line that ends the headers (or the end of the
+        // buffer: a message without a body may lack it).
+        let first = match b.get(i) {
+            None => {
+                self.headers_end = i as u32;
+                self.body_start = i as u32;
+                return Ok(None);
+            }
+            Some(&c) => c,
+        };
+        if first == b'\n' || (first == b'\r' && b.get(i + 1) == Some(&b'\n')) {
+            self.headers_end = i as u32;
+            self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
+            return Ok(None);
+        }
+        // The line ends before its LF, and before a CR ahead of it;
+        // the last line of a datagram may lack its line end (RFC 4475
+        // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
+        let (end, next) = match lfs.find(b, i) {
+            Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
+            Some(lf) => (lf, lf + 1),
+            None => (b.len(), b.len()),
+        };
+        let headers = &mut self.headers;
+        if first == b' ' || first == b'\t' {
+            // Continuation of the previous header (folding, 7.3.1).
+            let h = headers
+                .last_mut()
+                .ok_or_else(|| ParseError::bad("Continuation line before any header"))?;
+            let mut value_end = end;
+            while value_end > i && scan::is_lws(b[value_end - 1]) {
+                value_end -= 1;
+            }
+            let name_span = h.name_span();
+            if next - name_span.start as usize > max_line {
+                return Err(ParseError::bad("Header line too long"));
+            }
+            let mut value = h.value;
+            if value_end > i {
+                if value.is_empty() {
+                    // `Name:` CRLF SP value: the value starts on the continuation.
+                    value.start = scan::skip_lws(b, i) as u32;
+                }
+                value.end = value_end as u32;
+            }
+            let name_span = name_span.range();
+            *h = Header::new(h.name, name_span.start, name_span.end, value, next);
+            return Ok(Some(next));
+        }
+        if headers.len() >= limits.max_headers {
+            return Err(ParseError::bad("Too many headers"));
+        }
+        if end - i > max_line {
+            return Err(ParseError::bad("Header line too long"));
+        }
+        // name = token, then SP/HT, then ':'. The first colon ends the
+        // name (no token character is one); a known name was compared
+        // whole, so only an unknown one needs its characters checked.
+        let Some((name, name_end, v)) = name_and_value_start(b, i, end) else {
+            return Err(ParseError::bad("Header line without a colon"));
+        };
+        if name == HeaderName::Other && !scan::is_token_str(&b[i..name_end]) {
+            return Err(ParseError::bad("Malformed header name"));
+        }
+        // The value ends without SP/HT.
+        let value_end = trim_end(b, v, end);
+        let k = headers.len();
+        self.note_kind(name, k, dup);
+        self.headers.push(Header::new(
+            name,
+            i,
+            name_end,
+            Span::new(v, value_end),
+            next,
+        ));
+        Ok(Some(next))
+    }
+
     /// The index of the first header of a kind.
-    #[inline]
+    #[inline(always)]
     fn first_index(&self, name: HeaderName) -> Option<usize> {
         match self.first.get(name as usize) {
             Some(&NONE) => None,
@@ -381,32 +614,27 @@ impl Message {
         // CSeq: number LWS method.
         let cs = self.headers.as_slice()[cseq].value;
         let v = &b[cs.range()];
-        let digits = v
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .unwrap_or(v.len());
-        let number = parse_u64(&v[..digits], u64::from(u32::MAX))
+        let (number, digits) = scan::leading_u64(v, u64::from(u32::MAX))
             .ok_or_else(|| ParseError::bad("Bad CSeq number"))?;
         let m_start = scan::skip_lws(v, digits);
         if m_start == digits || m_start >= v.len() {
             return Err(ParseError::bad("Malformed CSeq header"));
         }
         let method = &v[m_start..];
-        if !scan::is_token_str(method) {
-            return Err(ParseError::bad("Malformed CSeq method"));
-        }
         let method = match self.start {
+            // The request line's method is a token: so is an equal one.
             Start::Request {
                 method: m,
                 method_span,
                 ..
-            } => {
-                if b[method_span.range()] != *method {
-                    return Err(ParseError::bad(
-                        "CSeq method does not match the request method",
-                    ));
-                }
-                m
+            } if b[method_span.range()] == *method => m,
+            _ if !scan::is_token_str(method) => {
+                return Err(ParseError::bad("Malformed CSeq method"));
+            }
+            Start::Request { .. } => {
+                return Err(ParseError::bad(
+                    "CSeq method does not match the request method",
+                ));
             }
             Start::Response { .. } => Method::from_bytes(method),
         };
@@ -460,6 +688,7 @@ impl Message {
         Ok(())
     }
 
+    #[inline(always)]
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
         let value = self.headers.as_slice()[k].value;
         let v = &b[value.range()];
@@ -593,7 +822,7 @@ impl Message {
     /// All header lines, in order.
     #[inline]
     pub fn headers(&self) -> &[Header] {
-        &self.headers
+        self.headers.as_slice()
     }
 
     /// The first header line of a kind.
@@ -618,7 +847,7 @@ impl Message {
             if id != HeaderName::Other {
                 h.name == id
             } else {
-                h.name == HeaderName::Other && self.slice(h.name_span).eq_ignore_ascii_case(name)
+                h.name == HeaderName::Other && self.slice(h.name_span()).eq_ignore_ascii_case(name)
             }
         })
     }
@@ -742,23 +971,48 @@ fn span_in(b: &[u8], part: &[u8]) -> Span {
     Span::new(start, start + part.len())
 }
 
-/// The line starting at `i`: (end of content without CR, start of next line).
-/// `None` when `i` is past the end.
+/// A header line starting at `i` in the usual shape: a name of one to
+/// fifteen bytes with no SP, HT, CR or LF in it, then the colon, all
+/// within the sixteen bytes from `i`. Gives the name's id, its end (the
+/// colon) and where the value starts: past the colon and any SP/HT, maybe
+/// past the line's end (the caller cuts it there). Such a line starts
+/// neither a continuation nor the empty line.
 #[inline(always)]
-fn line_at(b: &[u8], i: usize) -> Option<(usize, usize)> {
-    if i > b.len() {
-        return None;
+fn usual_line_start(b: &[u8], i: usize) -> Option<(HeaderName, usize, usize)> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        use scan::sse2::{eq_mask, le_mask, load16};
+        let block = b.get(i..)?.get(..16)?;
+        let v = load16(block, 0);
+        let colons = eq_mask(v, b':');
+        // SP, HT, CR, LF and the other control characters: none may come
+        // before the colon (a name has none; the other cases, a
+        // continuation or the empty line among them, go the general way).
+        let controls = le_mask(v, b' ');
+        let blank = eq_mask(v, b' ') | eq_mask(v, b'\t');
+        // The first colon, 16 when there is none.
+        let c = (colons | 1 << 16).trailing_zeros();
+        if c == 0 || c == 16 || controls & ((1 << c) - 1) != 0 {
+            return None;
+        }
+        let past = !blank & (0xffff << (c + 1)) & 0xffff;
+        let v_start = if past != 0 {
+            i + past.trailing_zeros() as usize
+        } else {
+            skip_blank(b, i + 16)
+        };
+        let name_end = i + c as usize;
+        Some((
+            HeaderName::from_line_start(v, &block[..c as usize]),
+            name_end,
+            v_start,
+        ))
     }
-    let Some(lf) = scan::find_byte(b, i, b'\n') else {
-        // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
-        return Some((b.len(), b.len()));
-    };
-    let end = if lf > i && b[lf - 1] == b'\r' {
-        lf - 1
-    } else {
-        lf
-    };
-    Some((end, lf + 1))
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let _ = (b, i);
+        None
+    }
 }
 
 /// The header line `b[i..end]`: the id of its name, the name's end (before

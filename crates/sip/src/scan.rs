@@ -144,6 +144,29 @@ impl<'a> Iterator for CommaSplit<'a> {
     }
 }
 
+/// The number `s` starts with, read in one pass: its value and where its
+/// digits end. `None` where [`parse_u64`] of those digits is `None`: no
+/// digit, more than 40, or a value past `max`.
+#[inline]
+pub(crate) fn leading_u64(s: &[u8], max: u64) -> Option<(u64, usize)> {
+    debug_assert!(max <= u64::from(u32::MAX));
+    let mut v: u64 = 0;
+    let mut k = 0;
+    while let Some(&c) = s.get(k) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        // `v <= max <= u32::MAX` here, so this cannot overflow.
+        v = v * 10 + u64::from(d);
+        if v > max {
+            return None;
+        }
+        k += 1;
+    }
+    (k > 0 && k <= 40).then_some((v, k))
+}
+
 /// Parse a decimal number made of digits only, with an upper bound. Leading
 /// zeros are allowed (`0068`), an empty string or any non-digit is not.
 pub(crate) fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
@@ -426,6 +449,15 @@ pub(crate) mod sse2 {
         unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8))) as u32 }
     }
 
+    /// Bit k set when byte k of `v` is at most `c` (unsigned).
+    #[inline(always)]
+    pub(crate) fn le_mask(v: __m128i, c: u8) -> u32 {
+        // SAFETY: SSE2 only, as in `eq_mask`.
+        unsafe {
+            _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(c as i8)), v)) as u32
+        }
+    }
+
     /// Bit k set when byte k of `v` is a [`super::PARAM_STOP`] byte.
     #[inline(always)]
     pub(crate) fn param_stops(v: __m128i) -> u32 {
@@ -476,6 +508,23 @@ pub(crate) mod sse2 {
 /// Whether `s` holds linear white space (SP, HTAB, CR or LF).
 #[inline]
 pub(crate) fn has_lws(s: &[u8]) -> bool {
+    // Sixteen bytes at a time: a block without a byte at or below SP has
+    // none of the four; a block with one is looked at byte by byte. The
+    // last block overlaps the one before.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if s.len() >= 16 {
+        let lws_in = |block: &[u8]| {
+            sse2::le_mask(sse2::load16(block, 0), b' ') != 0 && block.iter().any(|&c| is_lws(c))
+        };
+        let mut i = 0;
+        while let Some(block) = s.get(i..i + 16) {
+            if lws_in(block) {
+                return true;
+            }
+            i += 16;
+        }
+        return i < s.len() && lws_in(&s[s.len() - 16..]);
+    }
     const SP: u64 = LO * b' ' as u64;
     const HT: u64 = LO * b'\t' as u64;
     const CR: u64 = LO * b'\r' as u64;
@@ -553,6 +602,24 @@ mod tests {
     }
 
     #[test]
+    fn has_lws_at_every_place() {
+        // One byte of each kind at each place of runs of every length to
+        // 70: the blocks of sixteen, the overlapping last one and short
+        // strings.
+        for len in 0..70usize {
+            let mut s = vec![b'a'; len];
+            assert!(!has_lws(&s), "{len}");
+            for at in 0..len {
+                for c in [0u8, b'\t', b'\n', 0x0b, b'\r', 0x1f, b' ', b'!', 0x80, 0xff] {
+                    s[at] = c;
+                    assert_eq!(has_lws(&s), is_lws(c), "{len} {at} {c}");
+                    s[at] = b'a';
+                }
+            }
+        }
+    }
+
+    #[test]
     fn line_ends_match_a_byte_search() {
         // LFs at every distance, across and at the ends of 64-byte blocks.
         let mut text = Vec::new();
@@ -586,6 +653,50 @@ mod tests {
             for from in (0..=len).step_by(5) {
                 assert_eq!(LineEnds::new().find(s, from), want(from), "{len} {from}");
                 assert_eq!(ends.find(s, from), want(from), "{len} {from}");
+            }
+        }
+    }
+
+    #[test]
+    fn leading_u64_matches_parse_u64() {
+        // Digit runs of every length to 45, with values around the
+        // bounds, then a non-digit or the end.
+        let mut cases: Vec<Vec<u8>> = vec![b"".to_vec(), b" 1".to_vec(), b"x".to_vec()];
+        for n in 1..=45usize {
+            for fill in [b'0', b'9', b'1'] {
+                let mut d = vec![fill; n];
+                cases.push(d.clone());
+                d.extend_from_slice(b" INVITE");
+                cases.push(d);
+            }
+        }
+        for v in [
+            0u64,
+            9,
+            10,
+            65535,
+            65536,
+            4294967295,
+            4294967296,
+            99999999999,
+        ] {
+            cases.push(v.to_string().into_bytes());
+            cases.push(format!("{v};x").into_bytes());
+            cases.push(format!("000{v}").into_bytes());
+        }
+        for s in &cases {
+            for max in [255, 65535, u64::from(u32::MAX)] {
+                let digits = s
+                    .iter()
+                    .position(|c| !c.is_ascii_digit())
+                    .unwrap_or(s.len());
+                let want = parse_u64(&s[..digits], max).map(|v| (v, digits));
+                assert_eq!(
+                    leading_u64(s, max),
+                    want,
+                    "{:?} {max}",
+                    String::from_utf8_lossy(s)
+                );
             }
         }
     }

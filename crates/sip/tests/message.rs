@@ -285,3 +285,84 @@ fn ipv6_via_and_uri() {
     assert_eq!(u.host_unbracketed(), b"2001:db8::5");
     assert_eq!(u.port, Some(5070));
 }
+
+/// More header lines than a message holds in place (24): the index moves
+/// to the heap and keeps every line, in order, with folding across the
+/// move and the key headers found past it.
+#[test]
+fn many_headers_past_the_inline_index() {
+    for extra in [22, 23, 24, 25, 40] {
+        let mut s = String::from("INVITE sip:bob@example.com SIP/2.0\r\n");
+        s.push_str("Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKmany\r\n");
+        for k in 0..extra {
+            s.push_str(&format!("X-Extra-{k}: value {k}\r\n"));
+            if k % 7 == 3 {
+                // A folded line: a continuation of the header above.
+                s.push_str(&format!("  folded {k}\r\n"));
+            }
+        }
+        s.push_str("From: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\n");
+        s.push_str("Call-ID: many@example.com\r\nCSeq: 1 INVITE\r\nMax-Forwards: 9\r\n");
+        s.push_str("Content-Length: 0\r\n\r\n");
+        let m = parse(&s);
+        assert_eq!(m.headers().len(), extra + 7, "{extra}");
+        for k in 0..extra {
+            let h = &m.headers()[1 + k];
+            assert_eq!(text(m.slice(h.name_span())), format!("X-Extra-{k}"));
+            let want = if k % 7 == 3 {
+                format!("value {k}\r\n  folded {k}")
+            } else {
+                format!("value {k}")
+            };
+            assert_eq!(text(m.slice(h.value)), want, "{extra} {k}");
+        }
+        assert_eq!(m.from_tag(), Some(&b"1"[..]));
+        assert_eq!(m.call_id(), b"many@example.com");
+        assert_eq!(m.max_forwards(), Some(9));
+        assert_eq!(
+            m.header(HeaderName::To),
+            Some(&b"<sip:bob@example.com>"[..])
+        );
+        assert_eq!(m.content_length(), Some(0));
+        // Every line survives a forward edit.
+        let mut e = Editor::new(&m);
+        e.decrement_max_forwards();
+        let out = e.finish();
+        let f = Message::parse(out).expect("forwarded copy parses");
+        assert_eq!(f.headers().len(), extra + 7);
+        assert_eq!(f.max_forwards(), Some(8));
+    }
+}
+
+/// A header line is at most `MAX_LINE_LIMIT` bytes whatever `Limits`
+/// asks: a longer one is refused, one just under it is kept whole.
+#[test]
+fn line_length_limit_is_capped() {
+    use cairn_sip::{Limits, MAX_LINE_LIMIT};
+    let limits = Limits {
+        max_size: 1 << 20,
+        max_headers: 256,
+        max_line: 1 << 20,
+    };
+    let msg = |value_len: usize| {
+        let mut s = String::from(
+            "OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+             From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 OPTIONS\r\n",
+        );
+        s.push_str("X-Long: ");
+        s.push_str(&"v".repeat(value_len));
+        s.push_str("   \r\n  folded\r\nContent-Length: 0\r\n\r\n");
+        Bytes::from(s)
+    };
+    // "X-Long: " + value + "   " + CRLF + "  folded" + CRLF
+    let over = MAX_LINE_LIMIT;
+    let err = Message::parse_with(msg(over), &limits).unwrap_err();
+    assert!(err.to_string().contains("Header line too long"), "{err}");
+    let fits = MAX_LINE_LIMIT - 40;
+    let m = Message::parse_with(msg(fits), &limits).expect("a line under the cap parses");
+    let h = m.headers_by_name(b"x-long").next().expect("X-Long");
+    assert_eq!(m.slice(h.value).len(), fits + "   \r\n  folded".len());
+    assert_eq!(m.slice(h.name_span()), b"X-Long");
+    assert_eq!(&m.slice(h.line())[h.line().len() - 10..], b"  folded\r\n");
+}

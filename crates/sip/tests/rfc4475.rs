@@ -166,9 +166,9 @@ fn forwards(r: &Row, m: &Message) -> Message {
     for h in m.headers() {
         let line = m.slice(h.line());
         let want: Vec<u8> = if h.name == HeaderName::MaxForwards {
-            let mut l = m.as_bytes()[h.name_span.start as usize..h.value.start as usize].to_vec();
+            let mut l = m.as_bytes()[h.name_span().start as usize..h.value.start as usize].to_vec();
             l.extend_from_slice(f.max_forwards().unwrap().to_string().as_bytes());
-            l.extend_from_slice(&m.as_bytes()[h.value.end as usize..h.line_end as usize]);
+            l.extend_from_slice(&m.as_bytes()[h.value.end as usize..h.line_end() as usize]);
             l
         } else {
             line.to_vec()

@@ -132,11 +132,15 @@ pub fn touch(m: &Message) {
         touch_addr(&a);
     }
     for h in m.headers() {
-        let _ = m.slice(h.name_span);
+        let _ = m.slice(h.name_span());
         let _ = m.slice(h.value);
         let _ = m.slice(h.line());
         let _ = h.name.as_str();
-        assert!(h.value.end <= h.line_end);
+        assert!(h.value.end <= h.line_end());
+        assert!(h.name_span().start < h.name_span().end || h.name == HeaderName::Other);
+        assert!(h.name_span().end <= h.value.start && h.value.start <= h.value.end);
+        assert_eq!(h.line().start, h.name_span().start);
+        assert!(h.line_end() as usize <= m.as_bytes().len());
     }
     for name in [
         HeaderName::Via,
