@@ -1101,8 +1101,10 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
     // Request-Line = Method SP Request-URI SP SIP-Version
     let sp1 =
         scan::find_byte(line, 0, b' ').ok_or_else(|| ParseError::bad("Malformed request line"))?;
-    let method = &line[..sp1];
-    if !scan::is_token_str(method) {
+    let method_bytes = &line[..sp1];
+    // A known method is a token; only another one is checked.
+    let method = Method::from_bytes(method_bytes);
+    if method == Method::Other && !scan::is_token_str(method_bytes) {
         return Err(ParseError::bad("Malformed method"));
     }
     let rest = &line[sp1 + 1..];
@@ -1110,31 +1112,49 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
         scan::find_byte(rest, 0, b' ').ok_or_else(|| ParseError::bad("Malformed request line"))?;
     let uri = &rest[..sp2];
     let version = &rest[sp2 + 1..];
-    if uri.is_empty()
-        || version.iter().any(|&c| scan::is_lws(c))
-        || scan::find_byte(uri, 0, b'\t').is_some()
-    {
-        return Err(ParseError::bad("Malformed request line"));
-    }
-    if !version.eq_ignore_ascii_case(b"SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
-            return Err(ParseError::with_status(505, "Version Not Supported"));
-        }
-        return Err(ParseError::bad("Malformed SIP version"));
-    }
     let uri_start = start + sp1 + 1;
-    if !fast::sip_uri(b, uri_start, uri_start + sp2) {
-        let parsed =
-            Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
-        if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
-            return Err(ParseError::bad("Request-URI with escaped headers"));
+    // The usual line: `SIP/2.0` in any case (no LWS in it), and a URI the
+    // one-pass check takes (no HT in it). Anything else is checked in the
+    // order that words the first problem.
+    if !(is_sip_2_0(version) && fast::sip_uri(b, uri_start, uri_start + sp2)) {
+        if uri.is_empty()
+            || version.iter().any(|&c| scan::is_lws(c))
+            || scan::find_byte(uri, 0, b'\t').is_some()
+        {
+            return Err(ParseError::bad("Malformed request line"));
+        }
+        if !version.eq_ignore_ascii_case(b"SIP/2.0") {
+            if version.len() > 4 && version[..4].eq_ignore_ascii_case(b"SIP/") {
+                return Err(ParseError::with_status(505, "Version Not Supported"));
+            }
+            return Err(ParseError::bad("Malformed SIP version"));
+        }
+        if !fast::sip_uri(b, uri_start, uri_start + sp2) {
+            let parsed = Uri::parse(uri)
+                .map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
+            if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
+                return Err(ParseError::bad("Request-URI with escaped headers"));
+            }
         }
     }
     Ok(Start::Request {
-        method: Method::from_bytes(method),
+        method,
         method_span: Span::new(start, start + sp1),
         uri: Span::new(uri_start, uri_start + sp2),
     })
+}
+
+/// Whether `v` is `SIP/2.0`, the letters in any case: OR-ing 0x20 into
+/// the first three bytes maps only `S`/`s`, `I`/`i` and `P`/`p` to the
+/// lower-case letters.
+#[inline(always)]
+fn is_sip_2_0(v: &[u8]) -> bool {
+    let Ok(w) = <[u8; 7]>::try_from(v) else {
+        return false;
+    };
+    let mut x = [0u8; 8];
+    x[..7].copy_from_slice(&w);
+    u64::from_le_bytes(x) | 0x20_2020 == u64::from_le_bytes(*b"sip/2.0\0")
 }
 
 fn check_contact(b: &[u8], value: Span) -> Result<(), ParseError> {
@@ -1151,4 +1171,23 @@ fn check_contact(b: &[u8], value: Span) -> Result<(), ParseError> {
             .map_err(|e| ParseError::bad(format!("Malformed Contact header: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sip_2_0;
+
+    #[test]
+    fn is_sip_2_0_is_eq_ignore_ascii_case() {
+        // Every byte at every place, and lengths around seven.
+        for len in 5..=9usize {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut v: Vec<u8> = b"SiP/2.0xy".iter().copied().take(len).collect();
+                    v[at] = c;
+                    assert_eq!(is_sip_2_0(&v), v.eq_ignore_ascii_case(b"SIP/2.0"), "{v:?}");
+                }
+            }
+        }
+    }
 }
