@@ -150,27 +150,51 @@ impl<'a> Iterator for CommaSplit<'a> {
 #[inline]
 pub(crate) fn leading_u64(s: &[u8], max: u64) -> Option<(u64, usize)> {
     debug_assert!(max <= u64::from(u32::MAX));
+    // Up to 19 digits fit in a u64 unchecked; a longer run takes the
+    // careful way.
+    let (v, k) = digits19(s);
+    if k == 19 && s.get(19).is_some_and(u8::is_ascii_digit) {
+        let k = s
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(s.len());
+        return parse_u64_checked(&s[..k], max).map(|v| (v, k));
+    }
+    (k > 0 && v <= max).then_some((v, k))
+}
+
+/// The value of the digits `s` starts with, at most 19 of them, and how
+/// many there are.
+#[inline(always)]
+fn digits19(s: &[u8]) -> (u64, usize) {
     let mut v: u64 = 0;
     let mut k = 0;
-    while let Some(&c) = s.get(k) {
+    for &c in s.iter().take(19) {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
             break;
         }
-        // `v <= max <= u32::MAX` here, so this cannot overflow.
         v = v * 10 + u64::from(d);
-        if v > max {
-            return None;
-        }
         k += 1;
     }
-    (k > 0 && k <= 40).then_some((v, k))
+    (v, k)
 }
 
 /// Parse a decimal number made of digits only, with an upper bound. Leading
 /// zeros are allowed (`0068`), an empty string or any non-digit is not.
+#[inline]
 pub(crate) fn parse_u64(s: &[u8], max: u64) -> Option<u64> {
     debug_assert!(max <= u64::from(u32::MAX));
+    if s.len() <= 19 {
+        let (v, k) = digits19(s);
+        return (k > 0 && k == s.len() && v <= max).then_some(v);
+    }
+    parse_u64_checked(s, max)
+}
+
+/// [`parse_u64`] digit by digit with the bound checked at each one (any
+/// length).
+fn parse_u64_checked(s: &[u8], max: u64) -> Option<u64> {
     if s.is_empty() || s.len() > 40 {
         // 40 digits cannot fit; long zero runs are not worth supporting.
         return None;
@@ -710,7 +734,8 @@ mod tests {
                     .iter()
                     .position(|c| !c.is_ascii_digit())
                     .unwrap_or(s.len());
-                let want = parse_u64(&s[..digits], max).map(|v| (v, digits));
+                assert_eq!(parse_u64(s, max), parse_u64_checked(s, max), "{s:?}");
+                let want = parse_u64_checked(&s[..digits], max).map(|v| (v, digits));
                 assert_eq!(
                     leading_u64(s, max),
                     want,
