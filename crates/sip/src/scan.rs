@@ -510,12 +510,12 @@ pub(crate) mod sse2 {
             let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
             // Signed: 0x00-0x20 and 0x80-0xff.
             let low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x21));
+            // `;`, `<` and `=` are 0x3b-0x3d: `x - 0x3b` (wrapping) is at most 2.
+            let d = _mm_sub_epi8(v, _mm_set1_epi8(b';' as i8));
+            let semi_lt_eq = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(2)), d);
             let m = _mm_or_si128(
-                _mm_or_si128(
-                    _mm_or_si128(eq(b';'), eq(b'=')),
-                    _mm_or_si128(eq(b','), eq(b'"')),
-                ),
-                _mm_or_si128(eq(b'<'), low),
+                _mm_or_si128(eq(b','), eq(b'"')),
+                _mm_or_si128(semi_lt_eq, low),
             );
             _mm_movemask_epi8(m) as u32
         }
