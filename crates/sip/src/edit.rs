@@ -24,7 +24,8 @@ struct Op {
 }
 
 impl Op {
-    /// The sort key: position, then end.
+    /// The sort key: position, then end (sorted stably: edits at the
+    /// same place stay in the order made).
     #[inline(always)]
     fn key(&self) -> u64 {
         (u64::from(self.start) << 32) | u64::from(self.end)
@@ -439,7 +440,7 @@ impl<'m> Editor<'m> {
             self.len_of(&self.ops)
         } else {
             let mut ops = self.ops.clone();
-            sort_ops(&mut ops);
+            ops.sort_by_key(Op::key);
             self.len_of(&ops)
         }
     }
@@ -451,11 +452,17 @@ impl<'m> Editor<'m> {
         !self.line_starts && self.body.is_none() && ops.windows(2).all(|w| w[0].end <= w[1].start)
     }
 
+    /// [`Editor::len`] when [`Editor::simple`].
+    #[inline(always)]
+    fn grown_len(&self) -> usize {
+        (self.msg.as_bytes().len() as isize + self.grown) as usize
+    }
+
     /// [`Editor::len`] with the edits in order.
     #[inline]
     fn len_of(&self, ops: &[Op]) -> usize {
         if self.simple(ops) {
-            return (self.msg.as_bytes().len() as isize + self.grown) as usize;
+            return self.grown_len();
         }
         if self.line_starts {
             let mut n = 0;
@@ -485,7 +492,7 @@ impl<'m> Editor<'m> {
     #[inline]
     fn sort(&mut self) {
         if !self.sorted {
-            sort_ops(&mut self.ops);
+            self.ops.sort_by_key(Op::key);
             self.sorted = true;
         }
     }
@@ -544,7 +551,7 @@ impl<'m> Editor<'m> {
         self.sort();
         let simple = self.simple(&self.ops);
         let n = match simple {
-            true => (self.msg.as_bytes().len() as isize + self.grown) as usize,
+            true => self.grown_len(),
             false => self.len_of(&self.ops),
         };
         let mut out = Vec::with_capacity(n);
@@ -596,24 +603,6 @@ impl<'m> Editor<'m> {
         // but that is below `n` only where a later piece then overwrote it.
         unsafe { out.set_len(len + n) };
         true
-    }
-}
-
-/// Sort edits by position, then end; stable (edits at the same place
-/// stay in the order made). Usually they are in order already, or one
-/// or two are not.
-fn sort_ops(ops: &mut [Op]) {
-    for i in 1..ops.len() {
-        if ops[i - 1].key() <= ops[i].key() {
-            continue;
-        }
-        let op = ops[i];
-        let mut j = i;
-        while j > 0 && ops[j - 1].key() > op.key() {
-            ops[j] = ops[j - 1];
-            j -= 1;
-        }
-        ops[j] = op;
     }
 }
 
@@ -789,7 +778,7 @@ mod tests {
         e.write_into(&mut into);
         let simple = {
             let mut ops = e.ops.clone();
-            sort_ops(&mut ops);
+            ops.sort_by_key(Op::key);
             e.simple(&ops) && e.texts.heap.is_none()
         };
         let out = e.finish();

@@ -99,7 +99,7 @@ impl Header {
     #[inline]
     pub fn line(&self) -> Span {
         Span {
-            start: self.value.start - u32::from(self.value_off),
+            start: self.name_span().start,
             end: self.line_end(),
         }
     }
@@ -334,12 +334,7 @@ impl Message {
         // The line ends are found 64 bytes at a time, from here on to the
         // last header line.
         let mut lfs = scan::LineEnds::new();
-        let (line_end, next) = match lfs.find(b, pos) {
-            Some(lf) if lf > pos && b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-            Some(lf) => (lf, lf + 1),
-            // The last line of a datagram may lack its line end (RFC 4475 3.1.2.15).
-            None => (b.len(), b.len()),
-        };
+        let (line_end, next) = lfs.line(b, pos);
         if line_end <= pos {
             return Err(ParseError::bad("Empty message"));
         }
@@ -406,11 +401,7 @@ impl Message {
                     return Err(ParseError::bad("Too many headers"));
                 }
                 // No LF before the colon: the line ends past it.
-                let (end, next) = match lfs.find(b, name_end) {
-                    Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-                    Some(lf) => (lf, lf + 1),
-                    None => (b.len(), b.len()),
-                };
+                let (end, next) = lfs.line(b, name_end);
                 if end - i > max_line {
                     return Err(ParseError::bad("Header line too long"));
                 }
@@ -478,14 +469,7 @@ impl Message {
             self.body_start = (i + 1 + usize::from(first == b'\r')) as u32;
             return Ok(None);
         }
-        // The line ends before its LF, and before a CR ahead of it;
-        // the last line of a datagram may lack its line end (RFC 4475
-        // 3.1.2.15). `b[i]` is no LF, so `lf > i`.
-        let (end, next) = match lfs.find(b, i) {
-            Some(lf) if b[lf - 1] == b'\r' => (lf - 1, lf + 1),
-            Some(lf) => (lf, lf + 1),
-            None => (b.len(), b.len()),
-        };
+        let (end, next) = lfs.line(b, i);
         let headers = &mut self.headers;
         if first == b' ' || first == b'\t' {
             // Continuation of the previous header (folding, 7.3.1).
@@ -550,9 +534,7 @@ impl Message {
             // `Other`, or an index past u16: look from there.
             f => {
                 let from = f.map_or(0, |&f| f as usize);
-                let k = self.headers.as_slice()[from..]
-                    .iter()
-                    .position(|h| h.name == name)?;
+                let k = self.headers[from..].iter().position(|h| h.name == name)?;
                 Some(from + k)
             }
         }
@@ -568,7 +550,7 @@ impl Message {
         if contact.is_some() || dup.is_some() {
             let from = contact.unwrap_or(usize::MAX).min(dup.unwrap_or(usize::MAX));
             let to = dup.unwrap_or(self.headers.len());
-            for h in &self.headers.as_slice()[from..to] {
+            for h in &self.headers[from..to] {
                 if h.name == HeaderName::Contact {
                     check_contact(b, h.value)?;
                 }
@@ -576,7 +558,7 @@ impl Message {
             if let Some(k) = dup {
                 return Err(ParseError::bad(format!(
                     "Multiple {} headers",
-                    self.headers.as_slice()[k].name.as_str()
+                    self.headers[k].name.as_str()
                 )));
             }
         }
@@ -589,7 +571,7 @@ impl Message {
         let cseq = found(HeaderName::CSeq)?;
 
         // Top Via, and the parameters the proxy reads and edits.
-        let vh = self.headers.as_slice()[via];
+        let vh = self.headers[via];
         let vv = &b[vh.value.range()];
         let (start, end) = (vh.value.start as usize, vh.value.end as usize);
         if let Some((first_end, branch, rport)) = fast::top_via(b, start, end) {
@@ -605,14 +587,14 @@ impl Message {
         self.to_tag = self.addr_tag(b, to, "To")?;
 
         // Call-ID.
-        let cid = self.headers.as_slice()[call_id].value;
+        let cid = self.headers[call_id].value;
         if cid.is_empty() || scan::has_lws(&b[cid.range()]) {
             return Err(ParseError::bad("Malformed Call-ID header"));
         }
         self.call_id = cid;
 
         // CSeq: number LWS method.
-        let cs = self.headers.as_slice()[cseq].value;
+        let cs = self.headers[cseq].value;
         let v = &b[cs.range()];
         let (number, digits) = scan::leading_u64(v, u64::from(u32::MAX))
             .ok_or_else(|| ParseError::bad("Bad CSeq number"))?;
@@ -645,7 +627,7 @@ impl Message {
         };
 
         if let Some(k) = self.first_index(HeaderName::MaxForwards) {
-            let v = &b[self.headers.as_slice()[k].value.range()];
+            let v = &b[self.headers[k].value.range()];
             self.max_forwards =
                 Some(parse_u64(v, 255).ok_or_else(|| ParseError::bad("Bad Max-Forwards"))? as u32);
         }
@@ -654,7 +636,7 @@ impl Message {
         let available = b.len() - self.body_start as usize;
         match self.first_index(HeaderName::ContentLength) {
             Some(k) => {
-                let v = &b[self.headers.as_slice()[k].value.range()];
+                let v = &b[self.headers[k].value.range()];
                 let cl = parse_u64(v, u64::from(u32::MAX))
                     .ok_or_else(|| ParseError::bad("Bad Content-Length"))?;
                 if cl as usize > available {
@@ -690,7 +672,7 @@ impl Message {
 
     #[inline(always)]
     fn addr_tag(&self, b: &[u8], k: usize, what: &str) -> Result<Option<Span>, ParseError> {
-        let value = self.headers.as_slice()[k].value;
+        let value = self.headers[k].value;
         let v = &b[value.range()];
         if let Some(tag) = fast::name_addr_tag(b, value.start as usize, value.end as usize) {
             return Ok(tag.map(|(s, e)| Span::new(s, e)));
@@ -834,9 +816,7 @@ impl Message {
     /// Header lines of one kind.
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &Header> + '_ {
         let from = self.first_index(name).unwrap_or(self.headers.len());
-        self.headers.as_slice()[from..]
-            .iter()
-            .filter(move |h| h.name == name)
+        self.headers[from..].iter().filter(move |h| h.name == name)
     }
 
     /// Header lines with a given name (case-insensitive), for headers
@@ -1017,41 +997,9 @@ fn usual_line_start(b: &[u8], i: usize) -> Option<(HeaderName, usize, usize)> {
 
 /// The header line `b[i..end]`: the id of its name, the name's end (before
 /// any SP/HT ahead of the colon) and where its value starts (past the
-/// colon and any SP/HT; at most `end`). `None` without a colon.
-#[inline(always)]
+/// colon and any SP/HT; at most `end`). `None` without a colon. (Lines in
+/// the usual shape take [`usual_line_start`] instead.)
 fn name_and_value_start(b: &[u8], i: usize, end: usize) -> Option<(HeaderName, usize, usize)> {
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    if i + 16 <= b.len() {
-        use scan::sse2::{eq_mask, load16};
-        // The line's first sixteen bytes: its colons (before `end`) and
-        // its SP/HT.
-        let v = load16(b, i);
-        let mut colons = eq_mask(v, b':');
-        if end - i < 16 {
-            colons &= (1 << (end - i)) - 1;
-        }
-        if colons != 0 {
-            let c = colons.trailing_zeros();
-            let blank = eq_mask(v, b' ') | eq_mask(v, b'\t');
-            // The name ends at the colon unless SP/HT comes before it.
-            let name_end = if c > 0 && blank & (1 << (c - 1)) == 0 {
-                i + c as usize
-            } else {
-                trim_end(b, i, i + c as usize)
-            };
-            // The value starts at the first byte past the colon that is
-            // not SP/HT, when that is among the sixteen (`end` comes
-            // first when the line ends there: `b[end]` is CR or LF).
-            let past = !blank & (u32::MAX << (c + 1)) & 0xffff;
-            let v_start = if past != 0 {
-                (i + past.trailing_zeros() as usize).min(end)
-            } else {
-                skip_blank(b, i + 16).min(end)
-            };
-            let name = HeaderName::from_line_start(v, &b[i..name_end]);
-            return Some((name, name_end, v_start));
-        }
-    }
     let colon = scan::find_byte(&b[..end], i, b':')?;
     let name_end = trim_end(b, i, colon);
     let name = HeaderName::from_bytes(&b[i..name_end]);
@@ -1129,12 +1077,12 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<Start, ParseEr
             }
             return Err(ParseError::bad("Malformed SIP version"));
         }
-        if !fast::sip_uri(b, uri_start, uri_start + sp2) {
-            let parsed = Uri::parse(uri)
-                .map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
-            if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
-                return Err(ParseError::bad("Request-URI with escaped headers"));
-            }
+        // The version is `SIP/2.0`, so the one-pass check did not take
+        // the URI: the general parser says what it is.
+        let parsed =
+            Uri::parse(uri).map_err(|e| ParseError::bad(format!("Bad Request-URI: {}", e.0)))?;
+        if matches!(parsed.scheme, Scheme::Sip | Scheme::Sips) && !parsed.headers.is_empty() {
+            return Err(ParseError::bad("Request-URI with escaped headers"));
         }
     }
     Ok(Start::Request {

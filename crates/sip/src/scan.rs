@@ -440,6 +440,21 @@ impl LineEnds {
         self.mask = mask;
         Some(base + mask.trailing_zeros() as usize)
     }
+
+    /// The line that goes on from `from` (`s[from]` is no LF, so an LF
+    /// found is past it): where its content ends (before its LF, and
+    /// before a CR ahead of that LF) and where the next line starts. The
+    /// last line of a datagram may lack its line end (RFC 4475 3.1.2.15):
+    /// then both are the end of `s`.
+    #[inline(always)]
+    pub(crate) fn line(&mut self, s: &[u8], from: usize) -> (usize, usize) {
+        debug_assert!(s.get(from) != Some(&b'\n'));
+        match self.find(s, from) {
+            Some(lf) if s[lf - 1] == b'\r' => (lf - 1, lf + 1),
+            Some(lf) => (lf, lf + 1),
+            None => (s.len(), s.len()),
+        }
+    }
 }
 
 /// Bit k set when `s[base + k]` is an LF, for the 64 bytes from `base`
